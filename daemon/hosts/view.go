@@ -1,0 +1,73 @@
+package hosts
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+)
+
+// Hosts returns a copy of every host in the table, sorted by tenant and address.
+func (t *Table) Hosts() []Host {
+	hs := t.sortedHosts()
+	out := make([]Host, len(hs))
+	for i, h := range hs {
+		out[i] = *h
+		out[i].MAC = slices.Clone(h.MAC)
+		out[i].History = slices.Clone(h.History)
+		out[i].moves = nil
+	}
+	return out
+}
+
+// Host returns a copy of one host.
+func (t *Table) Host(key Key) (Host, bool) {
+	h := t.hosts[key]
+	if h == nil {
+		return Host{}, false
+	}
+	c := *h
+	c.MAC = slices.Clone(h.MAC)
+	c.History = slices.Clone(h.History)
+	c.moves = nil
+	return c, true
+}
+
+// RemoteClaimsOf returns the current remote claims on key.
+func (t *Table) RemoteClaimsOf(key Key) []Claim {
+	if r := t.remote[key]; r != nil {
+		return slices.Clone(r.claims)
+	}
+	return nil
+}
+
+// Binding returns the addresses bound to mac in tenant.
+func (t *Table) Binding(tenant string, mac net.HardwareAddr) []netip.Addr {
+	return slices.Clone(t.bindings[tenant][string(mac)])
+}
+
+// Ports returns the VM ports the table knows.
+func (t *Table) Ports() []Port {
+	out := make([]Port, 0, len(t.ports))
+	for _, p := range t.ports {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b Port) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Counts returns the number of hosts in each state.
+func (t *Table) Counts() map[State]int {
+	out := map[State]int{}
+	for _, h := range t.hosts {
+		out[h.State]++
+	}
+	return out
+}

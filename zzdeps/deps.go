@@ -1,0 +1,27 @@
+package zzdeps
+
+import (
+	_ "github.com/google/go-cmp/cmp"
+	_ "github.com/mdlayher/arp"
+	_ "github.com/mdlayher/ethernet"
+	_ "github.com/mdlayher/ndp"
+	_ "github.com/mdlayher/packet"
+	_ "github.com/osrg/gobgp/v4/api"
+	_ "github.com/osrg/gobgp/v4/pkg/apiutil"
+	_ "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	_ "github.com/osrg/gobgp/v4/pkg/server"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/client_golang/prometheus/promhttp"
+	_ "github.com/prometheus/client_golang/prometheus/testutil"
+	_ "github.com/santhosh-tekuri/jsonschema/v6"
+	_ "github.com/spf13/cobra"
+	_ "github.com/spf13/viper"
+	_ "github.com/vishvananda/netlink"
+	_ "github.com/vishvananda/netns"
+	_ "golang.org/x/net/bpf"
+	_ "golang.org/x/net/ipv6"
+	_ "golang.org/x/sync/errgroup"
+	_ "golang.org/x/sys/unix"
+	_ "golang.org/x/time/rate"
+	_ "gopkg.in/yaml.v3"
+)
