@@ -36,6 +36,7 @@ type Config struct {
 	Safety     Safety     `mapstructure:"safety"`
 	Tenants    []Tenant   `mapstructure:"tenants"`
 	Hosts      []Host     `mapstructure:"hosts"`
+	State      State      `mapstructure:"state"`
 	API        API        `mapstructure:"api"`
 	Metrics    Metrics    `mapstructure:"metrics"`
 	Log        Log        `mapstructure:"log"`
@@ -140,6 +141,12 @@ type Host struct {
 	MAC       HardwareAddr `mapstructure:"mac"`
 	Addresses []netip.Addr `mapstructure:"addresses"`
 	Pinned    bool         `mapstructure:"pinned"`
+}
+
+// State is where roamd keeps what must survive a restart.
+type State struct {
+	// Journal records each host's latest claim sequence.
+	Journal string `mapstructure:"journal"`
 }
 
 // API is the local control socket.

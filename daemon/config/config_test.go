@@ -80,7 +80,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		},
 		"gateway outside prefixes": func(s string) string { return strings.Replace(s, "gateways: [10.10.0.1]", "gateways: [10.20.0.1]", 1) },
 		"multicast gateway MAC":    func(s string) string { return strings.Replace(s, "02:00:5e:10:00:01", "01:00:5e:00:00:01", 1) },
-		"bad family":               func(s string) string { return strings.Replace(s, "asn: 65001", "asn: 65001\n        families: [ipv4-multicast]", 1) },
+		"bad family": func(s string) string {
+			return strings.Replace(s, "asn: 65001", "asn: 65001\n        families: [ipv4-multicast]", 1)
+		},
 		"duplicate tables": func(s string) string {
 			return s + "  - name: blue\n    id: 2\n    ports: [\"blue*\"]\n    prefixes: [10.10.0.0/24]\n"
 		},

@@ -39,6 +39,7 @@ var defaults = map[string]any{
 	"safety.frames_per_second": 200,
 	"safety.freeze_moves":      5,
 	"safety.freeze_window":     "180s",
+	"state.journal":            "/run/roamd/journal",
 	"api.socket":               "/run/roamd/roamd.sock",
 	"metrics.listen":           "",
 	"log.format":               "text",

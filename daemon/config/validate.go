@@ -90,6 +90,9 @@ func (c *Config) Validate() error {
 	c.validateTenants(bad)
 	c.validateHosts(bad)
 
+	if c.State.Journal == "" || !filepath.IsAbs(c.State.Journal) {
+		bad("state.journal", "must be an absolute path")
+	}
 	if c.API.Socket == "" || !filepath.IsAbs(c.API.Socket) {
 		bad("api.socket", "must be an absolute path")
 	}

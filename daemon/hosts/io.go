@@ -237,3 +237,16 @@ const (
 	RefuseUnknownPort     RefuseReason = "unknown-port"
 	RefuseUnknownMAC      RefuseReason = "unknown-mac"
 )
+
+// Restored puts a host found in the kernel at start back into the table:
+// running here (Port set) or being forwarded to another site (ForwardTo set).
+type Restored struct {
+	Time      time.Time
+	Key       Key
+	Port      string
+	MAC       net.HardwareAddr
+	Seq       uint32
+	ForwardTo netip.Addr
+}
+
+func (i Restored) at() time.Time { return i.Time }

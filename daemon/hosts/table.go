@@ -113,8 +113,33 @@ func (t *Table) Apply(in Input) []Action {
 		return t.freeze(in)
 	case OwnerProbed:
 		return t.ownerProbed(in)
+	case Restored:
+		return t.restored(in)
 	}
 	return nil
+}
+
+// restored re-announces a host whose route survived a restart in the kernel.
+// Its sequence comes from the journal; a remote claim that beats it makes
+// it yield as usual once BGP brings that claim.
+func (t *Table) restored(in Restored) []Action {
+	h := t.host(in.Key, in.Time)
+	h.Seq = max(h.Seq, in.Seq)
+	h.Pinned = t.pinned[in.Key] != nil
+	if len(in.MAC) == 6 {
+		h.MAC = slices.Clone(in.MAC)
+		t.bind(in.Key.Tenant, in.MAC, in.Key.Addr)
+	}
+	h.LastSource = SourceRestore
+	if in.ForwardTo.IsValid() {
+		h.ForwardTo = in.ForwardTo
+		h.ForwardUntil = in.Time.Add(t.policy.Hold)
+		t.setState(h, Yielded, in.Time)
+		return nil
+	}
+	h.Port = in.Port
+	t.setState(h, Announced, in.Time)
+	return []Action{Announce{Key: in.Key, Seq: h.Seq, Sticky: h.Pinned, MAC: h.MAC}}
 }
 
 func (t *Table) portUp(in PortUp) []Action {

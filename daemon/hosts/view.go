@@ -71,3 +71,14 @@ func (t *Table) Counts() map[State]int {
 	}
 	return out
 }
+
+// RemoteKeys returns the hosts of tenant that have remote claims.
+func (t *Table) RemoteKeys(tenant string) []Key {
+	var out []Key
+	for k, r := range t.remote {
+		if k.Tenant == tenant && len(r.claims) > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}

@@ -1,0 +1,254 @@
+package daemon
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/roamd/roamd/daemon/hosts"
+)
+
+// tickEvery is the resolution of hold timers and staged-host expiry.
+const tickEvery = 100 * time.Millisecond
+
+// loop is the engine: the only goroutine that touches the host table.
+func (d *Daemon) loop(ctx context.Context) error {
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	reconcile := time.NewTicker(d.cfg.Timers.Reconcile)
+	defer reconcile.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case f := <-d.frames:
+			d.apply(f.frame, f.read)
+		case ev := <-d.ports:
+			d.portEvent(ev)
+		case c := <-d.claims:
+			d.claimSet(c)
+		case in := <-d.inputs:
+			d.apply(in, time.Now())
+		case fn := <-d.requests:
+			fn()
+		case now := <-tick.C:
+			d.apply(hosts.Tick{Time: now}, now)
+		case <-reconcile.C:
+			d.reconcile()
+		}
+	}
+}
+
+func (d *Daemon) portEvent(ev PortEvent) {
+	now := time.Now()
+	if !ev.Added {
+		if _, known := d.portIndex[ev.Name]; !known {
+			return
+		}
+		delete(d.portIndex, ev.Name)
+		d.capture.Unwatch(ev.Name)
+		d.apply(hosts.PortDown{Time: now, Port: ev.Name}, now)
+		return
+	}
+	t := d.cfg.TenantForPort(ev.Name)
+	if t == nil {
+		return
+	}
+	if idx, known := d.portIndex[ev.Name]; known && idx == ev.Index {
+		return
+	}
+	d.portIndex[ev.Name] = ev.Index
+	d.apply(hosts.PortUp{Time: now, Port: ev.Name, Tenant: t.Name}, now)
+}
+
+func (d *Daemon) claimSet(c tenantClaims) {
+	now := time.Now()
+	key := hosts.Key{Tenant: c.tenant, Addr: c.set.Prefix.Addr()}
+	d.apply(hosts.RemoteClaims{Time: now, Key: key, Claims: c.set.Claims}, now)
+	d.checkOldWithdrawn(key, c.set.Claims, now)
+}
+
+// apply feeds one input to the table and carries out the actions. detected
+// is when the triggering event was seen, for the move timings.
+func (d *Daemon) apply(in hosts.Input, detected time.Time) {
+	acts := d.table.Apply(in)
+	if len(acts) > 0 {
+		d.execute(acts, detected)
+	}
+}
+
+// execute carries out actions in order. When programming a host's route
+// fails, the rest of that host's actions are skipped (never announce what
+// the kernel cannot deliver) and the table is told, so it retries.
+func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
+	var failed map[hosts.Key]bool
+	var routeAt, announceAt map[hosts.Key]time.Time
+	skip := func(k hosts.Key) bool { return failed[k] }
+	fail := func(k hosts.Key, a hosts.Action, err error) {
+		if failed == nil {
+			failed = map[hosts.Key]bool{}
+		}
+		failed[k] = true
+		d.log.Error("action failed", "host", k.String(), "action", actionName(a), "err", err)
+		d.metrics.actionErrors.WithLabelValues(actionName(a)).Inc()
+		d.table.Apply(hosts.Failed{Time: time.Now(), Action: a, Err: err})
+	}
+	mark := func(m *map[hosts.Key]time.Time, k hosts.Key) {
+		if *m == nil {
+			*m = map[hosts.Key]time.Time{}
+		}
+		(*m)[k] = time.Now()
+	}
+
+	for _, a := range acts {
+		switch a := a.(type) {
+		case hosts.PreparePort:
+			if err := d.kernel.PreparePort(a.Port, a.Tenant); err != nil {
+				d.log.Error("preparing port", "port", a.Port, "err", err)
+				d.metrics.actionErrors.WithLabelValues("prepare-port").Inc()
+			}
+			if err := d.capture.Watch(a.Port, d.portIndex[a.Port]); err != nil {
+				d.log.Error("capturing on port", "port", a.Port, "err", err)
+			}
+		case hosts.StagePort:
+			d.stagePort(a)
+		case hosts.InstallRoute:
+			if skip(a.Key) {
+				continue
+			}
+			if err := d.kernel.InstallHost(a.Key.Tenant, a.Key.Addr, a.Port, a.MAC); err != nil {
+				fail(a.Key, a, err)
+				continue
+			}
+			mark(&routeAt, a.Key)
+		case hosts.Announce:
+			if skip(a.Key) {
+				continue
+			}
+			if d.journal != nil {
+				if err := d.journal.Record(a.Key.Tenant, a.Key.Addr, a.Seq, a.MAC); err != nil {
+					d.log.Warn("recording sequence", "host", a.Key.String(), "err", err)
+				}
+			}
+			err := d.routers[a.Key.Tenant].Announce(Path{Prefix: a.Key.Prefix(), Seq: a.Seq, Sticky: a.Sticky, MAC: a.MAC})
+			if err != nil {
+				fail(a.Key, a, err)
+				continue
+			}
+			mark(&announceAt, a.Key)
+		case hosts.Withdraw:
+			if err := d.routers[a.Key.Tenant].Withdraw(a.Key.Prefix()); err != nil {
+				d.log.Error("withdrawing", "host", a.Key.String(), "err", err)
+				d.metrics.actionErrors.WithLabelValues("withdraw").Inc()
+			}
+		case hosts.RemoveRoute:
+			if err := d.kernel.RemoveHost(a.Key.Tenant, a.Key.Addr); err != nil {
+				d.log.Error("removing route", "host", a.Key.String(), "err", err)
+				d.metrics.actionErrors.WithLabelValues("remove-route").Inc()
+			}
+		case hosts.ForwardRoute:
+			if err := d.kernel.ForwardHost(a.Key.Tenant, a.Key.Addr, a.To); err != nil {
+				d.log.Error("forwarding route", "host", a.Key.String(), "to", a.To, "err", err)
+				d.metrics.actionErrors.WithLabelValues("forward-route").Inc()
+				// Without the tunnel, at least do not deliver into a dead port.
+				_ = d.kernel.RemoveHost(a.Key.Tenant, a.Key.Addr)
+			}
+		case hosts.NotifyOld:
+			if d.notify != nil && !skip(a.Key) {
+				c := hosts.Claim{Origin: d.cfg.RouterID, Seq: a.Seq, MAC: a.MAC}
+				if err := d.notify.Notify(a.To, d.idOf[a.Key.Tenant], c, a.Key.Addr); err != nil {
+					d.log.Warn("notifying old site", "host", a.Key.String(), "to", a.To, "err", err)
+				}
+			}
+		case hosts.ProbeOwner:
+			d.probe(a)
+		case hosts.Refused:
+			d.refused(a)
+		case hosts.Moved:
+			if skip(a.Key) {
+				continue
+			}
+			d.moved(a, detected, routeAt[a.Key], announceAt[a.Key])
+		case hosts.FrozenHost:
+			d.metrics.frozen.Inc()
+			d.log.Warn("host frozen: it moved too often (duplicate address or flapping VM)",
+				"host", a.Key.String(), "moves", a.Moves, "window", d.cfg.Safety.FreezeWindow)
+		}
+	}
+}
+
+// stagePort readies a port to queue packets for a VM about to resume there:
+// a neighbour entry (else packets wait in the ARP queue, ~250 at most, the
+// oldest dropped) and one throwaway frame (QEMU drops the first frame
+// written to a tap before the VM runs).
+func (d *Daemon) stagePort(a hosts.StagePort) {
+	if err := d.kernel.StageNeighbors(a.Port, a.MAC, a.Addrs); err != nil {
+		d.log.Warn("staging neighbours", "port", a.Port, "err", err)
+	}
+	for _, addr := range a.Addrs {
+		if addr.Is4() {
+			if frame := throwawayFrame(d.cfg, a.MAC, d.gateway4(a.Port)); frame != nil {
+				if err := d.capture.Send(a.Port, frame); err != nil {
+					d.log.Warn("sending throwaway frame", "port", a.Port, "err", err)
+				}
+			}
+			break
+		}
+	}
+	d.log.Info("port staged", "port", a.Port, "mac", a.MAC.String(), "addresses", a.Addrs)
+}
+
+// gateway4 returns the first IPv4 gateway of the port's tenant.
+func (d *Daemon) gateway4(port string) netip.Addr {
+	if t := d.cfg.TenantForPort(port); t != nil {
+		for _, g := range t.Gateways {
+			if g.Is4() {
+				return g
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+func (d *Daemon) refused(a hosts.Refused) {
+	d.metrics.refused.WithLabelValues(string(a.Reason)).Inc()
+	lvl := d.log.Warn
+	if a.Reason == hosts.RefuseUnknownMAC || a.Reason == hosts.RefuseUnknownPort {
+		lvl = d.log.Info
+	}
+	addr := ""
+	if a.Key.Addr.IsValid() {
+		addr = a.Key.Addr.String()
+	}
+	lvl("claim refused", "reason", string(a.Reason), "tenant", a.Key.Tenant, "address", addr,
+		"port", a.Port, "mac", a.MAC.String())
+}
+
+func (d *Daemon) probe(a hosts.ProbeOwner) {
+	if d.prober == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		alive := d.prober.Probe(ctx, a)
+		d.log.Info("owner probed", "host", a.Key.String(), "owner", a.MAC.String(), "alive", alive)
+		d.inputs <- hosts.OwnerProbed{Time: time.Now(), Key: a.Key, Alive: alive}
+	}()
+}
+
+func actionName(a hosts.Action) string {
+	switch a.(type) {
+	case hosts.InstallRoute:
+		return "install-route"
+	case hosts.Announce:
+		return "announce"
+	case hosts.Withdraw:
+		return "withdraw"
+	case hosts.RemoveRoute:
+		return "remove-route"
+	case hosts.ForwardRoute:
+		return "forward-route"
+	}
+	return "other"
+}

@@ -1,0 +1,158 @@
+package daemon
+
+import (
+	"bytes"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/roamd/roamd/daemon/hosts"
+)
+
+// restore rebuilds the table from the routes roamd left in the kernel, before
+// anything is programmed or announced: a restarted roamd re-announces what
+// runs here instead of flapping it.
+func (d *Daemon) restore() error {
+	routes, err := d.kernel.Routes()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, r := range routes {
+		if _, ok := d.routers[r.Tenant]; !ok {
+			continue // a tenant removed from the config: Sync prunes it
+		}
+		key := hosts.Key{Tenant: r.Tenant, Addr: r.Addr}
+		// Without a journal entry the sequence restarts at 1: a competing
+		// claim, if any, then wins, which is right for a host whose
+		// history is unknown.
+		e, ok := d.restored[key]
+		if !ok {
+			e.Seq = 1
+		}
+		d.apply(hosts.Restored{Time: now, Key: key, Port: r.Port, MAC: e.MAC, Seq: e.Seq, ForwardTo: r.ForwardTo}, now)
+	}
+	if len(routes) > 0 {
+		d.log.Info("restored hosts from the kernel", "routes", len(routes))
+	}
+	return nil
+}
+
+// desiredRoutes is what the kernel should hold according to the table.
+func (d *Daemon) desiredRoutes() []KernelRoute {
+	var want []KernelRoute
+	for _, h := range d.table.Hosts() {
+		switch {
+		case h.State == hosts.Announced || h.State == hosts.Local:
+			want = append(want, KernelRoute{Tenant: h.Tenant, Addr: h.Addr, Port: h.Port})
+		case h.State == hosts.Yielded && h.ForwardTo.IsValid():
+			want = append(want, KernelRoute{Tenant: h.Tenant, Addr: h.Addr, ForwardTo: h.ForwardTo})
+		}
+	}
+	return want
+}
+
+// reconcile repairs whatever lost events left behind: the kernel's routes,
+// the paths announced, and the claims learned, each against the table.
+func (d *Daemon) reconcile() {
+	start := time.Now()
+	if err := d.kernel.Sync(d.desiredRoutes()); err != nil {
+		d.log.Warn("reconcile: kernel", "err", err)
+	}
+	for tenant, r := range d.routers {
+		d.reconcilePaths(tenant, r)
+		d.reconcileClaims(tenant, r)
+	}
+	d.updateGauges()
+	took := time.Since(start)
+	d.metrics.reconcile.Observe(took.Seconds())
+	d.log.Debug("reconciled", "took", took)
+}
+
+func (d *Daemon) reconcilePaths(tenant string, r Router) {
+	want := map[netip.Prefix]Path{}
+	for _, h := range d.table.Hosts() {
+		if h.Tenant == tenant && h.State == hosts.Announced {
+			want[h.Key.Prefix()] = Path{Prefix: h.Key.Prefix(), Seq: h.Seq, Sticky: h.Pinned, MAC: h.MAC}
+		}
+	}
+	have := map[netip.Prefix]Path{}
+	for _, p := range r.Announced() {
+		have[p.Prefix] = p
+	}
+	for pfx, p := range want {
+		if h, ok := have[pfx]; ok && h.Seq == p.Seq && h.Sticky == p.Sticky && bytes.Equal(h.MAC, p.MAC) {
+			continue
+		}
+		d.metrics.reconcileFixes.WithLabelValues("announce").Inc()
+		d.log.Warn("reconcile: path missing or wrong, announcing", "tenant", tenant, "prefix", pfx)
+		if err := r.Announce(p); err != nil {
+			d.log.Error("reconcile: announcing", "prefix", pfx, "err", err)
+		}
+	}
+	for pfx := range have {
+		if _, ok := want[pfx]; ok {
+			continue
+		}
+		d.metrics.reconcileFixes.WithLabelValues("withdraw").Inc()
+		d.log.Warn("reconcile: stale path, withdrawing", "tenant", tenant, "prefix", pfx)
+		if err := r.Withdraw(pfx); err != nil {
+			d.log.Error("reconcile: withdrawing", "prefix", pfx, "err", err)
+		}
+	}
+}
+
+func (d *Daemon) reconcileClaims(tenant string, r Router) {
+	sets, err := r.AllClaims()
+	if err != nil {
+		d.log.Warn("reconcile: listing claims", "tenant", tenant, "err", err)
+		return
+	}
+	now := time.Now()
+	seen := map[hosts.Key]bool{}
+	for _, s := range sets {
+		key := hosts.Key{Tenant: tenant, Addr: s.Prefix.Addr()}
+		seen[key] = true
+		if sameClaims(d.table.RemoteClaimsOf(key), s.Claims) {
+			continue
+		}
+		d.metrics.reconcileFixes.WithLabelValues("claims").Inc()
+		d.apply(hosts.RemoteClaims{Time: now, Key: key, Claims: s.Claims}, now)
+	}
+	for _, key := range d.table.RemoteKeys(tenant) {
+		if !seen[key] {
+			d.metrics.reconcileFixes.WithLabelValues("claims").Inc()
+			d.apply(hosts.RemoteClaims{Time: now, Key: key}, now)
+		}
+	}
+}
+
+func sameClaims(a, b []hosts.Claim) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.ContainsFunc(b, func(y hosts.Claim) bool {
+			return x.Origin == y.Origin && x.Seq == y.Seq && x.Sticky == y.Sticky && bytes.Equal(x.MAC, y.MAC)
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Daemon) updateGauges() {
+	counts := d.table.Counts()
+	for _, s := range []hosts.State{hosts.Staged, hosts.Local, hosts.Announced, hosts.Yielded, hosts.Gone} {
+		d.metrics.hosts.WithLabelValues(s.String()).Set(float64(counts[s]))
+	}
+	for tenant, r := range d.routers {
+		for _, p := range r.Peers() {
+			v := 0.0
+			if p.State == "established" {
+				v = 1
+			}
+			d.metrics.peers.WithLabelValues(tenant, p.Address).Set(v)
+		}
+	}
+}
