@@ -66,6 +66,11 @@ type Daemon struct {
 	inputs   chan hosts.Input // hints, notifications, probe answers
 	requests chan func()      // API reads and writes run on the engine goroutine
 
+	// resync asks the port watcher for a full re-list (reconcile).
+	resync func()
+	// closers release what Build opened, after the drain.
+	closers []func() error
+
 	portIndex map[string]int
 	moves     *moveLog
 	pending   map[hosts.Key]pendingOld
@@ -133,12 +138,6 @@ func New(o Options) (*Daemon, error) {
 	return d, nil
 }
 
-// Frames is where frame readers deliver frames from VM ports.
-func (d *Daemon) Frames() chan<- frameIn { return d.frames }
-
-// Ports is where the port watcher delivers port events.
-func (d *Daemon) Ports() chan<- PortEvent { return d.ports }
-
 // Run runs the daemon until ctx is cancelled, then drains: every path is
 // withdrawn within the configured drain time.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -180,7 +179,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	drainCtx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.Timers.Drain)
 	defer dcancel()
-	return errors.Join(err, d.drain(drainCtx))
+	err = errors.Join(err, d.drain(drainCtx))
+	for _, c := range d.closers {
+		_ = c()
+	}
+	return err
 }
 
 // drain withdraws every path and closes the sessions. Kernel routes stay:
@@ -237,3 +240,6 @@ func (d *Daemon) do(ctx context.Context, fn func()) error {
 		return ctx.Err()
 	}
 }
+
+// AddTask adds a task to run beside the engine (before Run).
+func (d *Daemon) AddTask(task func(ctx context.Context) error) { d.tasks = append(d.tasks, task) }

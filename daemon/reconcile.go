@@ -63,6 +63,9 @@ func (d *Daemon) reconcile() {
 		d.reconcilePaths(tenant, r)
 		d.reconcileClaims(tenant, r)
 	}
+	if d.resync != nil {
+		d.resync()
+	}
 	d.updateGauges()
 	took := time.Since(start)
 	d.metrics.reconcile.Observe(took.Seconds())

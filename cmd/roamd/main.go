@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/roamd/roamd/daemon"
 	"github.com/roamd/roamd/daemon/config"
 	"github.com/spf13/cobra"
@@ -70,9 +72,14 @@ func run(path string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	d, err := daemon.Build(cfg, log, version)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d, err := daemon.Build(cfg, log, reg, version)
 	if err != nil {
 		return err
+	}
+	if cfg.Metrics.Listen != "" {
+		d.AddTask(func(ctx context.Context) error { return serveMetrics(ctx, cfg.Metrics.Listen, reg, log) })
 	}
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err

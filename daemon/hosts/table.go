@@ -256,17 +256,16 @@ func (t *Table) take(key Key, port string, mac net.HardwareAddr, src Source, now
 		InstallRoute{Key: key, Port: port, MAC: h.MAC},
 		Announce{Key: key, Seq: seq, Sticky: h.Pinned, MAC: h.MAC},
 	}
-	if hadRemote || wasYielded {
-		from := netip.Addr{}
-		if hadRemote {
-			from = best.Origin
-			// Tell the old site directly: BGP takes ~50 ms per FRR hop.
-			acts = append(acts, NotifyOld{Key: key, To: best.Origin, Seq: seq, MAC: h.MAC})
-		}
-		mv := Move{Time: now, From: from, To: t.policy.Self, Seq: seq, Source: src, Port: port}
-		acts = append(acts, t.recordMove(h, mv, false)...)
+	from := netip.Addr{}
+	if hadRemote {
+		from = best.Origin
+		// Tell the old site directly: BGP takes ~50 ms per FRR hop.
+		acts = append(acts, NotifyOld{Key: key, To: best.Origin, Seq: seq, MAC: h.MAC})
 	}
-	return acts
+	// Every claim is logged as an arrival; only one that takes the host
+	// from somewhere else counts towards duplicate detection.
+	mv := Move{Time: now, From: from, To: t.policy.Self, Seq: seq, Source: src, Port: port}
+	return append(acts, t.recordMove(h, mv, false, hadRemote || wasYielded)...)
 }
 
 // refresh notes a frame from a host already running here; a frame on another
@@ -437,7 +436,7 @@ func (t *Table) evaluate(key Key, src Source, now time.Time) []Action {
 		}
 		t.setState(h, Yielded, now)
 		mv := Move{Time: now, From: t.policy.Self, To: best.Origin, Seq: best.Seq, Source: src, Port: h.Port}
-		return append(acts, t.recordMove(h, mv, true)...)
+		return append(acts, t.recordMove(h, mv, true, true)...)
 	case Yielded:
 		if ok && h.ForwardTo.IsValid() && best.Origin != h.ForwardTo {
 			h.ForwardTo = best.Origin
@@ -578,13 +577,13 @@ func (t *Table) freeze(in Freeze) []Action {
 
 // recordMove appends a move to the host's history and freezes a host that
 // moves too often (RFC 7432 section 15).
-func (t *Table) recordMove(h *Host, mv Move, away bool) []Action {
+func (t *Table) recordMove(h *Host, mv Move, away, counts bool) []Action {
 	h.History = append(h.History, mv)
 	if len(h.History) > 32 {
 		h.History = h.History[len(h.History)-32:]
 	}
 	acts := []Action{Moved{Key: h.Key, Move: mv, Away: away}}
-	if t.policy.FreezeMoves <= 0 {
+	if t.policy.FreezeMoves <= 0 || !counts {
 		return acts
 	}
 	h.moves = append(h.moves, mv.Time)

@@ -81,6 +81,11 @@ func run(t *testing.T, tb *Table, steps []step) {
 
 func moved(k Key, mv Move, away bool) Moved { return Moved{Key: k, Move: mv, Away: away} }
 
+// arrived is the Moved record of a first claim (no previous owner).
+func arrived(k Key, ms int, src Source, port string, seq uint32) Moved {
+	return Moved{Key: k, Move: Move{Time: at(ms), To: self, Seq: seq, Source: src, Port: port}}
+}
+
 func TestArrivalByGratuitousARP(t *testing.T) {
 	run(t, newTable(), []step{
 		{name: "port appears", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
@@ -89,6 +94,7 @@ func TestArrivalByGratuitousARP(t *testing.T) {
 			want: []Action{
 				InstallRoute{Key: key, Port: "tap1", MAC: vmMAC},
 				Announce{Key: key, Seq: 1, MAC: vmMAC},
+				arrived(key, 10, SourceGARP, "tap1", 1),
 			}, state: Announced, seq: 1},
 		{name: "a second frame only refreshes", in: Frame{Time: at(20), Port: "tap1", Source: SourceARPRequest, MAC: vmMAC, Addr: vmIP},
 			want: nil, state: Announced, seq: 1},
@@ -139,7 +145,7 @@ func TestYieldAndReclaim(t *testing.T) {
 		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
 			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
 		{name: "claim", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP},
-			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}},
+			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
 			state: Announced, seq: 1},
 		{name: "stale lower claim from B is ignored", in: RemoteClaims{Time: at(2), Key: key, Claims: []Claim{{Origin: hvB, Seq: 0, MAC: vmMAC}}},
 			state: Announced},
@@ -171,7 +177,7 @@ func TestEqualSequenceTieGoesToLowerRouterID(t *testing.T) {
 		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
 			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
 		{name: "claim", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP},
-			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}},
+			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
 			state: Announced, seq: 1},
 	}
 	t.Run("higher router ID loses the tie to us", func(t *testing.T) {
@@ -196,7 +202,7 @@ func TestPortRemovalWithdrawsThenRemoves(t *testing.T) {
 		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
 			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
 		{name: "claim", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP},
-			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}},
+			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
 			state: Announced},
 		{name: "port removed: withdraw first, then the route", in: PortDown{Time: at(2), Port: "tap1"},
 			want: []Action{Withdraw{Key: key}, RemoveRoute{Key: key}}, state: Gone},
@@ -231,7 +237,7 @@ func TestNotificationYieldsBeforeBGP(t *testing.T) {
 		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
 			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
 		{name: "claim", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP},
-			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}},
+			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
 			state: Announced},
 		{name: "B notifies directly", in: Notified{Time: at(10), Key: key, Claim: Claim{Origin: hvB, Seq: 2, MAC: vmMAC}},
 			want: []Action{
@@ -282,7 +288,8 @@ func TestTenantsNeverMix(t *testing.T) {
 	tb.Apply(PortUp{Time: at(0), Port: "blue1", Tenant: "blue"})
 	tb.Apply(Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP})
 	got := tb.Apply(Frame{Time: at(2), Port: "blue1", Source: SourceGARP, MAC: vm2MAC, Addr: vmIP})
-	want := []Action{InstallRoute{Key: blueKey, Port: "blue1", MAC: vm2MAC}, Announce{Key: blueKey, Seq: 1, MAC: vm2MAC}}
+	want := []Action{InstallRoute{Key: blueKey, Port: "blue1", MAC: vm2MAC}, Announce{Key: blueKey, Seq: 1, MAC: vm2MAC},
+		arrived(blueKey, 2, SourceGARP, "blue1", 1)}
 	if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
 		t.Fatalf("same address in another tenant must be a separate host (-want +got):\n%s", diff)
 	}

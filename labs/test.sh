@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test of roamd: unit tests, in-process BGP tests, privileged
+# namespace tests and the end-to-end labs (real FRR, real QEMU), then each
+# fuzz target for a bounded time. README's second command; CI runs it too.
+# Needs root on Debian 12; installs what it needs (labs/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. labs/setup.sh
+
+go vet ./...
+go test -count=1 -timeout 30m ./...
+
+# Every frame decoder and the config parser, fuzzed for a bounded time.
+fuzztime=${ROAMD_FUZZTIME:-15s}
+while read -r pkg target; do
+	[ -n "$pkg" ] || continue
+	echo "fuzzing $target in $pkg for $fuzztime"
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+done <<'TARGETS'
+TARGETS
