@@ -25,11 +25,11 @@ type Options struct {
 	Kernel   Kernel
 	Routers  map[string]Router // by tenant name
 	Capture  Capture
-	Notifier Notifier // optional
-	Prober   Prober   // optional
-	Journal  Journal  // optional
+	Notifier Notifier                 // optional
+	Prober   Prober                   // optional
+	Journal  Journal                  // optional
 	Restored map[hosts.Key]Remembered // from the journal
-	Metrics  *Metrics // optional
+	Metrics  *Metrics                 // optional
 	Version  string
 	// Tasks run beside the engine under the same errgroup (port watcher,
 	// frame readers, notification listener, metrics server).

@@ -145,7 +145,7 @@ func TestYieldAndReclaim(t *testing.T) {
 		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
 			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
 		{name: "claim", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP},
-			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
+			want:  []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
 			state: Announced, seq: 1},
 		{name: "stale lower claim from B is ignored", in: RemoteClaims{Time: at(2), Key: key, Claims: []Claim{{Origin: hvB, Seq: 0, MAC: vmMAC}}},
 			state: Announced},
@@ -177,7 +177,7 @@ func TestEqualSequenceTieGoesToLowerRouterID(t *testing.T) {
 		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
 			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
 		{name: "claim", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP},
-			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
+			want:  []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
 			state: Announced, seq: 1},
 	}
 	t.Run("higher router ID loses the tie to us", func(t *testing.T) {
@@ -202,7 +202,7 @@ func TestPortRemovalWithdrawsThenRemoves(t *testing.T) {
 		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
 			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
 		{name: "claim", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP},
-			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
+			want:  []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
 			state: Announced},
 		{name: "port removed: withdraw first, then the route", in: PortDown{Time: at(2), Port: "tap1"},
 			want: []Action{Withdraw{Key: key}, RemoveRoute{Key: key}}, state: Gone},
@@ -218,7 +218,7 @@ func TestSwitchHintClaimsStagedHostAtOnce(t *testing.T) {
 		{name: "arrive hint before the tap exists: staged", in: Hint{Time: at(1), Kind: HintArrive, Tenant: "default", MAC: vmMAC, Port: "tap5"},
 			state: Staged},
 		{name: "the tap appears: prepared, then staged (neighbour, throwaway frame)", in: PortUp{Time: at(2), Port: "tap5", Tenant: "default"},
-			want: []Action{PreparePort{Port: "tap5", Tenant: "default"}, StagePort{Port: "tap5", MAC: vmMAC, Addrs: []netip.Addr{vmIP}}},
+			want:  []Action{PreparePort{Port: "tap5", Tenant: "default"}, StagePort{Port: "tap5", MAC: vmMAC, Addrs: []netip.Addr{vmIP}}},
 			state: Staged},
 		{name: "switch: claim now", in: Hint{Time: at(3), Kind: HintSwitch, Tenant: "default", MAC: vmMAC},
 			want: []Action{
@@ -237,7 +237,7 @@ func TestNotificationYieldsBeforeBGP(t *testing.T) {
 		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
 			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
 		{name: "claim", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP},
-			want: []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
+			want:  []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
 			state: Announced},
 		{name: "B notifies directly", in: Notified{Time: at(10), Key: key, Claim: Claim{Origin: hvB, Seq: 2, MAC: vmMAC}},
 			want: []Action{
