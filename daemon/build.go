@@ -19,18 +19,14 @@ import (
 	"github.com/roamd/roamd/routing/bgp"
 	"github.com/roamd/roamd/routing/fib"
 	"github.com/roamd/roamd/routing/notify"
-	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // Build makes a daemon with the real kernel, BGP, capture and port watcher
 // from cfg, in the current network namespace. reg receives the metrics (nil:
 // none). Nothing is programmed or announced until Run.
 func Build(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, version string) (*Daemon, error) {
-	nl, err := netlink.NewHandle()
-	if err != nil {
-		return nil, fmt.Errorf("opening netlink: %w", err)
-	}
-	kern, err := fib.New(fibConfig(cfg), nl, nil, log.With("part", "fib"))
+	kern, err := fib.New(fibConfig(cfg), netns.None(), nil, log.With("part", "fib"))
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +88,7 @@ func Build(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, vers
 		func(ctx context.Context) error { return d.readPorts(ctx, portEvents) },
 	)
 	d.resync = watcher.Resync
-	d.closers = append(d.closers, capt.Close, jr.Close, func() error { nl.Close(); return nil })
+	d.closers = append(d.closers, capt.Close, jr.Close)
 	if nc != nil {
 		d.tasks = append(d.tasks, func(ctx context.Context) error {
 			return nc.Run(ctx, func(msg notify.Message) { d.notified(ctx, msg) })

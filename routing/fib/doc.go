@@ -71,7 +71,7 @@
 // netlink v1.3.1 cannot decode LWTUNNEL_ENCAP_IP routes, writes FRA_TUN_ID
 // with the wrong size and byte order, cannot create a VXLAN-GPE device, and
 // its attribute parser panics on truncated input. Those requests and the
-// route dump are built and parsed by hand (rawnl.go, encap.go) and sent on the
-// caller's netlink handle, so they run in the same network namespace as the
-// rest. The FIB must not outlive that handle.
+// route dump are built and parsed by hand (rawnl.go, encap.go) and sent on an
+// rtnetlink socket the FIB opens in its own namespace, beside its netlink
+// handle.
 package fib

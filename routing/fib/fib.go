@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,20 +35,23 @@ type FIB struct {
 	useSrc bool
 }
 
-// New checks cfg and returns a FIB writing through h. It touches nothing in
-// the kernel; Setup does. A nil sysctl writes /proc/sys of the current
+// New checks cfg and returns a FIB writing the kernel of network namespace ns
+// (netns.None(): the current one). It touches nothing in the kernel; Setup
+// does. A nil sysctl writes /proc/sys of the current
 // process (ProcSysctl); a nil logger discards.
-func New(cfg Config, h *netlink.Handle, sysctl Sysctl, log *slog.Logger) (*FIB, error) {
-	if h == nil {
-		return nil, errors.New("fib: nil netlink handle")
-	}
+func New(cfg Config, ns netns.NsHandle, sysctl Sysctl, log *slog.Logger) (*FIB, error) {
 	cfg.GatewayMAC = slices.Clone(cfg.GatewayMAC)
 	cfg.Tenants = slices.Clone(cfg.Tenants)
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("fib config: %w", err)
 	}
-	raw, err := newRawConn(h)
+	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
+		return nil, fmt.Errorf("fib: opening netlink: %w", err)
+	}
+	raw, err := newRawConn(ns)
+	if err != nil {
+		h.Close()
 		return nil, fmt.Errorf("fib: %w", err)
 	}
 	if sysctl == nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/roamd/roamd/labs/nstest"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // Helpers shared by the privileged tests: namespaces, FIBs inside them,
@@ -63,7 +64,7 @@ func newFIB(t testing.TB, ns *nstest.NS, cfg Config) *FIB {
 	sysctl := func(key, value string) error {
 		return ns.Do(func() error { return ProcSysctl(key, value) })
 	}
-	f, err := New(cfg, ns.Handle, sysctl, nil)
+	f, err := New(cfg, netns.NsHandle(ns.Fd()), sysctl, nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

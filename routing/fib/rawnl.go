@@ -4,39 +4,39 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
-	"reflect"
-	"unsafe"
-
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+	"net/netip"
 )
 
 // nlaTypeMask strips the nested and byte-order flags from an attribute type.
 const nlaTypeMask = ^uint16(unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
 
 // rawConn sends the few rtnetlink requests netlink v1.3.1 cannot build or
-// decode (see doc.go). They must go out on the caller's *netlink.Handle: a
-// socket of our own could sit in another network namespace (tests hand the
-// FIB a handle opened inside a test namespace), and the library neither
-// exposes the handle's sockets nor accepts raw requests. So rawConn reads the
-// handle's private socket map once, type-checked: if a library upgrade changes
-// it, New fails loudly instead of talking to the wrong namespace.
+// decode (see doc.go) on a NETLINK_ROUTE socket of its own, opened in the
+// FIB's network namespace.
 type rawConn struct {
 	sockets map[int]*nl.SocketHandle // nil: the current namespace
 }
 
-func newRawConn(h *netlink.Handle) (rawConn, error) {
-	f := reflect.ValueOf(h).Elem().FieldByName("sockets")
-	if !f.IsValid() || f.Type() != reflect.TypeFor[map[int]*nl.SocketHandle]() {
-		return rawConn{}, errors.New("netlink.Handle no longer has its sockets map: update routing/fib/rawnl.go for this netlink version")
+// newRawConn opens the socket in ns (netns.None(): the current namespace).
+func newRawConn(ns netns.NsHandle) (rawConn, error) {
+	if !ns.IsOpen() {
+		return rawConn{}, nil
 	}
-	sockets := *(*map[int]*nl.SocketHandle)(unsafe.Pointer(f.UnsafeAddr()))
-	if sockets != nil && sockets[unix.NETLINK_ROUTE] == nil {
-		return rawConn{}, errors.New("netlink handle has no NETLINK_ROUTE socket")
+	sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return rawConn{}, fmt.Errorf("opening rtnetlink socket in the namespace: %w", err)
 	}
-	return rawConn{sockets: sockets}, nil
+	return rawConn{sockets: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}}, nil
+}
+
+// close releases the socket.
+func (c rawConn) close() {
+	for _, s := range c.sockets {
+		s.Close()
+	}
 }
 
 // request starts a request the way netlink.Handle does internally.

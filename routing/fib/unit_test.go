@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,17 +40,14 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := good()
 			tc.change(&cfg)
-			_, err := New(cfg, &netlink.Handle{}, nil, nil)
+			_, err := New(cfg, netns.None(), nil, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("New: err = %v, want one mentioning %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := New(good(), &netlink.Handle{}, nil, nil); err != nil {
+	if _, err := New(good(), netns.None(), nil, nil); err != nil {
 		t.Errorf("New with a good config: %v", err)
-	}
-	if _, err := New(good(), nil, nil, nil); err == nil {
-		t.Error("New with a nil handle: no error")
 	}
 }
 
