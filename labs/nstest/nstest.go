@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -17,8 +18,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -189,4 +192,22 @@ func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) (netlink.Link,
 		t.Fatal(err)
 	}
 	return l1, l2
+}
+
+// SendFrame transmits one raw Ethernet frame out of ifname inside the
+// namespace, as a VM would.
+func (n *NS) SendFrame(ifname string, frame []byte) error {
+	return n.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		c, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
+		if err != nil {
+			return fmt.Errorf("opening packet socket on %s: %w", ifname, err)
+		}
+		defer c.Close()
+		_, err = c.WriteTo(frame, &packet.Addr{HardwareAddr: net.HardwareAddr(frame[0:6])})
+		return err
+	})
 }

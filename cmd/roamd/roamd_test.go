@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roamd/roamd/daemon/api"
+	"github.com/roamd/roamd/detect/frames"
+	"github.com/roamd/roamd/labs/nstest"
+)
+
+// hypervisor is a roamd binary running in a fresh namespace, with VMs
+// attached by veth pairs.
+type hypervisor struct {
+	ns     *nstest.NS
+	api    *api.Client
+	logf   string
+	dir    string
+	binary string
+}
+
+const testConfig = `
+version: 1
+router_id: 192.0.2.11
+asn: 65011
+gateway_mac: "02:00:5e:10:00:01"
+state: {journal: %[1]s/journal}
+api: {socket: %[1]s/roamd.sock}
+log: {level: debug}
+tenants:
+  - name: default
+    id: 1
+    ports: ["tap*"]
+    gateways: [10.10.0.1]
+    prefixes: [10.10.0.0/24]
+hosts:
+  - {tenant: default, mac: "52:54:00:00:00:20", addresses: [10.10.0.20]}
+`
+
+func buildRoamd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "roamd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("building roamd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startHypervisor(t *testing.T) *hypervisor {
+	t.Helper()
+	nstest.RequireRoot(t)
+	hv := &hypervisor{ns: nstest.New(t, "hv"), dir: t.TempDir(), binary: buildRoamd(t)}
+	hv.ns.MustRun(t, "ip", "addr", "add", "192.0.2.11/32", "dev", "lo")
+	cfg := filepath.Join(hv.dir, "roamd.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(testConfig, hv.dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hv.logf = filepath.Join(hv.dir, "roamd.log")
+	logf, err := os.Create(hv.logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", hv.ns.Name, hv.binary, "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(hv.logf)
+			t.Logf("roamd log:\n%s", b)
+		}
+	})
+	hv.api = api.NewClient(filepath.Join(hv.dir, "roamd.sock"))
+	hv.eventually(t, "roamd's API to answer", func() bool {
+		_, err := hv.api.Status(context.Background())
+		return err == nil
+	})
+	return hv
+}
+
+// attachVM creates a VM namespace whose eth0 (mac, addr/24, default via the
+// gateway) is wired to port on the hypervisor.
+func (hv *hypervisor) attachVM(t *testing.T, port, mac, addr string) *nstest.NS {
+	t.Helper()
+	vm := nstest.New(t, "vm")
+	nstest.Veth(t, hv.ns, port, vm, "eth0")
+	vm.MustRun(t, "ip", "link", "set", "eth0", "address", mac)
+	vm.MustRun(t, "ip", "addr", "add", addr+"/24", "dev", "eth0")
+	vm.MustRun(t, "ip", "route", "add", "default", "via", "10.10.0.1")
+	hv.eventually(t, port+" to be made a routed port", func() bool {
+		out, _ := hv.ns.Run("ip", "link", "show", port)
+		return strings.Contains(out, "02:00:5e:10:00:01")
+	})
+	return vm
+}
+
+func (hv *hypervisor) eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (hv *hypervisor) host(t *testing.T, addr string) (api.Host, bool) {
+	hs, err := hv.api.Hosts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if h.Address == addr {
+			return h, true
+		}
+	}
+	return api.Host{}, false
+}
+
+func (hv *hypervisor) routes(t *testing.T) string {
+	return hv.ns.MustRun(t, "ip", "route", "show", "proto", "77")
+}
+
+func TestGratuitousARPMakesTheVMRouted(t *testing.T) {
+	hv := startHypervisor(t)
+	vm := hv.attachVM(t, "tapvm1", "52:54:00:00:00:10", "10.10.0.10")
+	mac, _ := net.ParseMAC("52:54:00:00:00:10")
+
+	if err := vm.SendFrame("eth0", frames.GratuitousARP(mac, netip.MustParseAddr("10.10.0.10"))); err != nil {
+		t.Fatal(err)
+	}
+	hv.eventually(t, "the /32 with roamd's protocol", func() bool {
+		return strings.Contains(hv.routes(t), "10.10.0.10 dev tapvm1")
+	})
+	if h, _ := hv.host(t, "10.10.0.10"); h.State != "announced" || h.LastSource != "garp" || h.MAC != mac.String() {
+		t.Fatalf("host after the GARP: %+v", h)
+	}
+	out, err := vm.Run("ping", "-c", "1", "-W", "2", "10.10.0.1")
+	if err != nil {
+		t.Fatalf("the VM cannot reach the anycast gateway: %v\n%s", err, out)
+	}
+
+	hv.ns.MustRun(t, "ip", "link", "del", "tapvm1")
+	hv.eventually(t, "roamd to see the port go", func() bool {
+		h, ok := hv.host(t, "10.10.0.10")
+		return ok && h.State == "gone"
+	})
+	if r := hv.routes(t); strings.Contains(r, "10.10.0.10") {
+		t.Fatalf("route left after the port was removed:\n%s", r)
+	}
+}
+
+func TestRARPClaimsABoundMAC(t *testing.T) {
+	hv := startHypervisor(t)
+	vm := hv.attachVM(t, "tapvm2", "52:54:00:00:00:20", "10.10.0.20")
+	mac, _ := net.ParseMAC("52:54:00:00:00:20")
+
+	// One RARP, as QEMU sends after a migration: no IP inside. The MAC is
+	// bound to 10.10.0.20 in the configuration.
+	if err := vm.SendFrame("eth0", frames.RARP(mac)); err != nil {
+		t.Fatal(err)
+	}
+	hv.eventually(t, "the /32 after the RARP", func() bool {
+		return strings.Contains(hv.routes(t), "10.10.0.20 dev tapvm2")
+	})
+	if h, _ := hv.host(t, "10.10.0.20"); h.State != "announced" || h.LastSource != "rarp" {
+		t.Fatalf("host after the RARP: %+v", h)
+	}
+	out, err := vm.Run("ping", "-c", "1", "-W", "2", "10.10.0.1")
+	if err != nil {
+		t.Fatalf("the VM cannot reach the anycast gateway: %v\n%s", err, out)
+	}
+}
