@@ -44,6 +44,9 @@ func (d *Daemon) Host(ctx context.Context, tenant, address string) (api.HostDeta
 	if err != nil {
 		return api.HostDetail{}, fmt.Errorf("%w: address %q: %v", api.ErrBadRequest, address, err)
 	}
+	if tenant == "" || tenant == "-" {
+		tenant = d.cfg.Tenants[0].Name
+	}
 	key := hosts.Key{Tenant: tenant, Addr: addr}
 	var out api.HostDetail
 	found := false

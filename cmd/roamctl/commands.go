@@ -110,13 +110,6 @@ func (c *cli) showHostCommand() *cobra.Command {
 		RunE: func(_ *cobra.Command, args []string) error {
 			ctx, cancel := c.ctx()
 			defer cancel()
-			if tenant == "" {
-				st, err := c.client.Status(ctx)
-				if err != nil {
-					return err
-				}
-				tenant = firstTenant(st)
-			}
 			h, err := c.client.Host(ctx, tenant, args[0])
 			if err != nil {
 				return err
@@ -275,9 +268,3 @@ func (c *cli) freezeCommand(freeze bool) *cobra.Command {
 	return cmd
 }
 
-func firstTenant(st api.Status) string {
-	for _, p := range st.Ports {
-		return p.Tenant
-	}
-	return ""
-}

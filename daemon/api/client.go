@@ -51,6 +51,9 @@ func (c *Client) Hosts(ctx context.Context) ([]Host, error) {
 // Host returns one host with its history.
 func (c *Client) Host(ctx context.Context, tenant, address string) (HostDetail, error) {
 	var h HostDetail
+	if tenant == "" {
+		tenant = "-" // the daemon's first tenant
+	}
 	return h, c.do(ctx, "GET", "/v1/hosts/"+url.PathEscape(tenant)+"/"+url.PathEscape(address), nil, &h)
 }
 

@@ -47,7 +47,15 @@ type Table struct {
 	pinned map[Key]net.HardwareAddr
 	// contested holds claims waiting for the current owner to be probed.
 	contested map[Key]Frame
+	// unknownRARP remembers RARPs from MACs with no binding yet (tenant →
+	// MAC → frame): the binding usually arrives a moment later, with the
+	// old site's route, and the claim is made then.
+	unknownRARP map[string]map[string]Frame
 }
+
+// unknownRARPWindow is how long a RARP from an unknown MAC waits for its
+// binding. QEMU repeats RARP for ~800 ms; FRR fabrics take ~100 ms per claim.
+const unknownRARPWindow = 3 * time.Second
 
 // remote is what other sites claim for one host.
 type remote struct {
@@ -68,6 +76,8 @@ func New(p Policy) *Table {
 		bindings:  map[string]map[string][]netip.Addr{},
 		pinned:    map[Key]net.HardwareAddr{},
 		contested: map[Key]Frame{},
+
+		unknownRARP: map[string]map[string]Frame{},
 	}
 	if t.policy.Retention == 0 {
 		t.policy.Retention = 10 * time.Minute
@@ -191,8 +201,15 @@ func (t *Table) frame(in Frame) []Action {
 		// RARP: the MAC is all there is; claim every address bound to it.
 		addrs := t.bindings[port.Tenant][string(in.MAC)]
 		if len(addrs) == 0 {
+			m := t.unknownRARP[port.Tenant]
+			if m == nil {
+				m = map[string]Frame{}
+				t.unknownRARP[port.Tenant] = m
+			}
+			m[string(in.MAC)] = in
 			return []Action{Refused{Key: Key{Tenant: port.Tenant}, Port: in.Port, MAC: in.MAC, Reason: RefuseUnknownMAC}}
 		}
+		delete(t.unknownRARP[port.Tenant], string(in.MAC))
 		var acts []Action
 		for _, a := range slices.Clone(addrs) {
 			f := in
@@ -382,7 +399,29 @@ func (t *Table) remoteClaims(in RemoteClaims) []Action {
 			t.bind(in.Key.Tenant, c.MAC, in.Key.Addr)
 		}
 	}
-	return t.evaluate(in.Key, SourceBGP, in.Time)
+	var acts []Action
+	for _, c := range in.Claims {
+		if len(c.MAC) == 6 {
+			acts = append(acts, t.claimWaitingRARP(in.Key, c.MAC, in.Time)...)
+		}
+	}
+	return append(acts, t.evaluate(in.Key, SourceBGP, in.Time)...)
+}
+
+// claimWaitingRARP claims key now if a RARP from mac arrived here shortly
+// before its binding was known.
+func (t *Table) claimWaitingRARP(key Key, mac net.HardwareAddr, now time.Time) []Action {
+	f, ok := t.unknownRARP[key.Tenant][string(mac)]
+	if !ok {
+		return nil
+	}
+	delete(t.unknownRARP[key.Tenant], string(mac))
+	port, up := t.ports[f.Port]
+	if !up || now.Sub(f.Time) > unknownRARPWindow {
+		return nil
+	}
+	f.Addr = key.Addr
+	return t.claim(port, f)
 }
 
 // notified treats a direct notification as a claim until BGP brings the path.
@@ -406,10 +445,12 @@ func (t *Table) notified(in Notified) []Action {
 		r.claims = append(r.claims, in.Claim)
 	}
 	r.maxSeq = max(r.maxSeq, in.Claim.Seq)
+	var acts []Action
 	if len(in.Claim.MAC) == 6 {
 		t.bind(in.Key.Tenant, in.Claim.MAC, in.Key.Addr)
+		acts = t.claimWaitingRARP(in.Key, in.Claim.MAC, in.Time)
 	}
-	return t.evaluate(in.Key, SourceNotify, in.Time)
+	return append(acts, t.evaluate(in.Key, SourceNotify, in.Time)...)
 }
 
 // evaluate yields a host running here when a remote claim beats it, and
@@ -515,6 +556,13 @@ func (t *Table) hint(in Hint) []Action {
 }
 
 func (t *Table) tick(in Tick) []Action {
+	for _, m := range t.unknownRARP {
+		for mac, f := range m {
+			if in.Time.Sub(f.Time) > unknownRARPWindow {
+				delete(m, mac)
+			}
+		}
+	}
 	var acts []Action
 	for _, h := range t.sortedHosts() {
 		switch h.State {

@@ -305,3 +305,30 @@ func TestTenantsNeverMix(t *testing.T) {
 		t.Fatalf("blue MAC bound in default: %v", b)
 	}
 }
+
+func TestRARPBeforeTheBindingClaimsWhenItArrives(t *testing.T) {
+	run(t, newTable(), []step{
+		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
+			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
+		{name: "RARP before BGP brought the old site's route", in: Frame{Time: at(10), Port: "tap1", Source: SourceRARP, MAC: vmMAC},
+			want: []Action{Refused{Key: Key{Tenant: "default"}, Port: "tap1", MAC: vmMAC, Reason: RefuseUnknownMAC}}},
+		{name: "the old site's route arrives: claim at once", in: RemoteClaims{Time: at(60), Key: key, Claims: []Claim{{Origin: hvB, Seq: 3, MAC: vmMAC}}},
+			want: []Action{
+				InstallRoute{Key: key, Port: "tap1", MAC: vmMAC},
+				Announce{Key: key, Seq: 4, MAC: vmMAC},
+				NotifyOld{Key: key, To: hvB, Seq: 4, MAC: vmMAC},
+				moved(key, Move{Time: at(10), From: hvB, To: self, Seq: 4, Source: SourceRARP, Port: "tap1"}, false),
+			}, state: Announced, seq: 4},
+	})
+}
+
+func TestStaleUnknownRARPIsForgotten(t *testing.T) {
+	run(t, newTable(), []step{
+		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
+			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
+		{name: "RARP", in: Frame{Time: at(10), Port: "tap1", Source: SourceRARP, MAC: vmMAC},
+			want: []Action{Refused{Key: Key{Tenant: "default"}, Port: "tap1", MAC: vmMAC, Reason: RefuseUnknownMAC}}},
+		{name: "time passes", in: Tick{Time: at(5000)}},
+		{name: "a late route does not claim", in: RemoteClaims{Time: at(5001), Key: key, Claims: []Claim{{Origin: hvB, Seq: 3, MAC: vmMAC}}}},
+	})
+}

@@ -71,8 +71,11 @@ type MoveReport struct {
 	// Start is when the port started to leave From; Left when it was gone
 	// from From (in the parking namespace).
 	Start, Left time.Time
-	// Arrived is when the port was in To and up.
-	Arrived time.Time
+	// Arrived is when the port was in To and up; CarrierUp when the VM's
+	// own interface had carrier again (a veth takes a few to several
+	// hundred ms to pass carrier on; a real tap is up long before the VM
+	// resumes, so the announcements start only then).
+	Arrived, CarrierUp time.Time
 	// Frames are the announcements the VM sent after arriving.
 	Frames []SentFrame
 }
@@ -251,6 +254,9 @@ func (l *Lab) Move(ctx context.Context, m Move) (*MoveReport, error) {
 			return r, err
 		}
 	}
+	if r.CarrierUp, err = waitCarrier(ctx, vm, id.link.Attrs().Name); err != nil {
+		return r, err
+	}
 	if err := sleepCtx(ctx, m.Boot); err != nil {
 		return r, err
 	}
@@ -313,6 +319,27 @@ type identity struct {
 	link netlink.Link
 	mac  net.HardwareAddr
 	addr netip.Addr // first global IPv4 address
+}
+
+// waitCarrier polls the VM's interface until it is operationally up: frames
+// sent before that are dropped by the veth, which no real tap would do.
+func waitCarrier(ctx context.Context, vm *Node, iface string) (time.Time, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		link, err := vm.Handle.LinkByName(iface)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("finding %s in %s: %w", iface, vm.NS, err)
+		}
+		if link.Attrs().OperState == netlink.OperUp {
+			return time.Now(), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("%s in %s has no carrier 5 s after its port came up", iface, vm.NS)
+		}
+		if err := sleepCtx(ctx, time.Millisecond); err != nil {
+			return time.Time{}, err
+		}
+	}
 }
 
 func vmIdentity(vm *Node, iface string) (identity, error) {
