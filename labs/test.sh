@@ -17,4 +17,9 @@ while read -r pkg target; do
 	echo "fuzzing $target in $pkg for $fuzztime"
 	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
 done <<'TARGETS'
+./detect/frames FuzzDecode
+./routing/bgp FuzzDecodeMobility
+./routing/fib FuzzParseRoute
+./routing/notify FuzzUnmarshal
+./daemon/config FuzzParse
 TARGETS
