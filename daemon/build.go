@@ -150,6 +150,7 @@ func (d *Daemon) readFrames(ctx context.Context, in <-chan capture.Event) error 
 		case <-ctx.Done():
 			return nil
 		case ev := <-in:
+			d.answerNDP(ev)
 			f, ok := frameInput(ev)
 			if !ok {
 				continue

@@ -153,6 +153,10 @@ func TestDaemonOverBGP(t *testing.T) {
 	go func() { done <- d.Run(ctx) }()
 
 	d.ports <- PortEvent{Added: true, Name: "tap1", Index: 7}
+	eventually(t, "the port to be known", func() bool {
+		st, err := d.Status(ctx)
+		return err == nil && len(st.Ports) == 1
+	})
 	d.frames <- frameIn{frame: hosts.Frame{Time: time.Now(), Port: "tap1", Source: hosts.SourceGARP, MAC: vmMAC, Addr: vmIP}, read: time.Now()}
 
 	eventually(t, "the peer to receive roamd's claim", func() bool {

@@ -82,6 +82,7 @@ func (d *Daemon) apply(in hosts.Input, detected time.Time) {
 // the kernel cannot deliver) and the table is told, so it retries.
 func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 	var failed map[hosts.Key]bool
+	var announced map[string]bool // ports whose gateway was advertised
 	var routeAt, announceAt map[hosts.Key]time.Time
 	skip := func(k hosts.Key) bool { return failed[k] }
 	fail := func(k hosts.Key, a hosts.Action, err error) {
@@ -169,6 +170,13 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 				continue
 			}
 			d.moved(a, detected, routeAt[a.Key], announceAt[a.Key])
+			if !a.Away && !announced[a.Move.Port] {
+				if announced == nil {
+					announced = map[string]bool{}
+				}
+				announced[a.Move.Port] = true
+				d.announceGateway(a.Move.Port)
+			}
 		case hosts.FrozenHost:
 			d.metrics.frozen.Inc()
 			d.log.Warn("host frozen: it moved too often (duplicate address or flapping VM)",

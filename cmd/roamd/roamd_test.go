@@ -39,8 +39,8 @@ tenants:
   - name: default
     id: 1
     ports: ["tap*"]
-    gateways: [10.10.0.1]
-    prefixes: [10.10.0.0/24]
+    gateways: [10.10.0.1, "fe80::1", "2001:db8:10::1"]
+    prefixes: [10.10.0.0/24, "2001:db8:10::/64"]
 hosts:
   - {tenant: default, mac: "52:54:00:00:00:20", addresses: [10.10.0.20]}
 `
@@ -107,6 +107,7 @@ func (hv *hypervisor) attachVM(t *testing.T, port, mac, addr string) *nstest.NS 
 	vm.MustRun(t, "ip", "link", "set", "eth0", "address", mac)
 	vm.MustRun(t, "ip", "addr", "add", addr+"/24", "dev", "eth0")
 	vm.MustRun(t, "ip", "route", "add", "default", "via", "10.10.0.1")
+	vm.MustRun(t, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
 	hv.eventually(t, port+" to be made a routed port", func() bool {
 		out, _ := hv.ns.Run("ip", "link", "show", port)
 		return strings.Contains(out, "02:00:5e:10:00:01")
@@ -190,5 +191,39 @@ func TestRARPClaimsABoundMAC(t *testing.T) {
 	out, err := vm.Run("ping", "-c", "1", "-W", "2", "10.10.0.1")
 	if err != nil {
 		t.Fatalf("the VM cannot reach the anycast gateway: %v\n%s", err, out)
+	}
+}
+
+func TestIPv6NeighbourAdvertisementAndGateway(t *testing.T) {
+	hv := startHypervisor(t)
+	vm := hv.attachVM(t, "tapvm3", "52:54:00:00:00:30", "10.10.0.30")
+	vm.MustRun(t, "ip", "-6", "addr", "add", "2001:db8:10::30/64", "dev", "eth0", "nodad")
+	vm.MustRun(t, "ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0")
+	mac, _ := net.ParseMAC("52:54:00:00:00:30")
+
+	// What a virtio guest sends after a migration: an unsolicited NA to
+	// all nodes with the Override flag.
+	if err := vm.SendFrame("eth0", frames.UnsolicitedNA(mac, netip.MustParseAddr("2001:db8:10::30"), false)); err != nil {
+		t.Fatal(err)
+	}
+	hv.eventually(t, "the /128 with roamd's protocol", func() bool {
+		out := hv.ns.MustRun(t, "ip", "-6", "route", "show", "proto", "77")
+		return strings.Contains(out, "2001:db8:10::30 dev tapvm3")
+	})
+	if h, _ := hv.host(t, "2001:db8:10::30"); h.State != "announced" || h.LastSource != "na" {
+		t.Fatalf("host after the NA: %+v", h)
+	}
+	for _, gw := range []string{"fe80::1%eth0", "2001:db8:10::1"} {
+		if out, err := vm.Run("ping", "-6", "-c", "1", "-W", "2", gw); err != nil {
+			t.Fatalf("the VM cannot reach the gateway %s: %v\n%s", gw, err, out)
+		}
+	}
+	// Another address of the VM's /64 lives elsewhere: roamd answers the
+	// VM's solicitation with the anycast MAC, so the VM sends it to the
+	// gateway to be routed.
+	_, _ = vm.Run("ping", "-6", "-c", "1", "-W", "1", "2001:db8:10::99")
+	out := vm.MustRun(t, "ip", "-6", "neigh", "show", "2001:db8:10::99", "dev", "eth0")
+	if !strings.Contains(out, "02:00:5e:10:00:01") {
+		t.Fatalf("the VM's neighbour entry for another subnet address is not the anycast MAC: %q", out)
 	}
 }

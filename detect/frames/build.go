@@ -74,6 +74,25 @@ func UnsolicitedNA(mac net.HardwareAddr, ip netip.Addr, router bool) []byte {
 	return ndpFrame(mac, nil, ip, allNodes, na)
 }
 
+// SolicitedNA returns the neighbor advertisement answering a solicitation:
+// from src at srcMAC to the soliciting dst at dstMAC, announcing target at
+// srcMAC (target link-layer option), Solicited and Override set. router sets
+// the Router flag. roamd answers a VM's solicitation for any other address of
+// its subnet this way, so everything the VM sends goes to the anycast gateway.
+func SolicitedNA(srcMAC net.HardwareAddr, src netip.Addr, dstMAC net.HardwareAddr, dst, target netip.Addr, router bool) []byte {
+	mustMAC(srcMAC)
+	mustMAC(dstMAC)
+	src, dst, target = must6(src), must6(dst), must6(target)
+	na := &ndp.NeighborAdvertisement{
+		Router:        router,
+		Solicited:     true,
+		Override:      true,
+		TargetAddress: target,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: srcMAC}},
+	}
+	return ndpFrame(srcMAC, dstMAC, src, dst, na)
+}
+
 // NeighborSolicit returns a neighbor solicitation for target sent to its
 // solicited-node multicast address. From a real source address it carries a
 // source link-layer address option; from :: it is a duplicate address

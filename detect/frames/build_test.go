@@ -3,6 +3,7 @@ package frames
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -180,5 +181,22 @@ func TestBuildersRejectProgrammingErrors(t *testing.T) {
 			}()
 			tt.fn()
 		})
+	}
+}
+
+func TestSolicitedNADecodesAsAnAnswer(t *testing.T) {
+	gwMAC, _ := net.ParseMAC("02:00:5e:10:00:01")
+	vmMAC, _ := net.ParseMAC("52:54:00:00:00:10")
+	gw, vm, target := netip.MustParseAddr("fe80::1"), netip.MustParseAddr("2001:db8:10::10"), netip.MustParseAddr("2001:db8:10::20")
+	b := SolicitedNA(gwMAC, gw, vmMAC, vm, target, true)
+	if got := net.HardwareAddr(b[0:6]); got.String() != vmMAC.String() {
+		t.Fatalf("sent to %s, want the soliciting VM %s", got, vmMAC)
+	}
+	o, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Kind != KindNeighborAdvert || o.Unsolicited || !o.Override || o.Addr != target || o.MAC.String() != gwMAC.String() {
+		t.Fatalf("decoded %s", o)
 	}
 }
