@@ -267,4 +267,3 @@ func (c *cli) freezeCommand(freeze bool) *cobra.Command {
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant of the host (default: the first configured)")
 	return cmd
 }
-
