@@ -15,7 +15,8 @@ var _ api.Backend = (*Daemon)(nil)
 
 // Status implements api.Backend.
 func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
-	s := api.Status{Version: d.version, RouterID: d.cfg.RouterID.String(), ASN: d.cfg.ASN, Started: d.started, Hosts: map[string]int{}}
+	cfg := d.current.Load()
+	s := api.Status{Version: d.version, RouterID: cfg.RouterID.String(), ASN: cfg.ASN, Started: d.started, Hosts: map[string]int{}}
 	err := d.do(ctx, func() {
 		for st, n := range d.table.Counts() {
 			s.Hosts[st.String()] = n
@@ -45,7 +46,7 @@ func (d *Daemon) Host(ctx context.Context, tenant, address string) (api.HostDeta
 		return api.HostDetail{}, fmt.Errorf("%w: address %q: %v", api.ErrBadRequest, address, err)
 	}
 	if tenant == "" || tenant == "-" {
-		tenant = d.cfg.Tenants[0].Name
+		tenant = d.current.Load().Tenants[0].Name
 	}
 	key := hosts.Key{Tenant: tenant, Addr: addr}
 	var out api.HostDetail
@@ -64,7 +65,7 @@ func (d *Daemon) Host(ctx context.Context, tenant, address string) (api.HostDeta
 		}
 		out.History = []api.Move{}
 		for _, m := range h.History {
-			out.History = append(out.History, historyView(key, m, d.cfg.RouterID))
+			out.History = append(out.History, historyView(key, m, d.cfg.RouterID)) // on the engine goroutine
 		}
 		out.RemoteClaims = []api.Claim{}
 		for _, c := range claims {
@@ -80,7 +81,7 @@ func (d *Daemon) Host(ctx context.Context, tenant, address string) (api.HostDeta
 // Peers implements api.Backend.
 func (d *Daemon) Peers(context.Context) ([]api.Peer, error) {
 	out := []api.Peer{}
-	for _, t := range d.cfg.Tenants {
+	for _, t := range d.current.Load().Tenants {
 		for _, p := range d.routers[t.Name].Peers() {
 			p.Tenant = t.Name
 			out = append(out, p)
@@ -148,7 +149,7 @@ func (d *Daemon) parseHint(h api.Hint) (hosts.Hint, error) {
 		return in, fmt.Errorf("%w: kind %q: want arrive, switch or depart", api.ErrBadRequest, h.Kind)
 	}
 	in.Tenant, in.Port = h.Tenant, h.Port
-	if in.Tenant != "" && d.cfg.Tenant(in.Tenant) == nil {
+	if in.Tenant != "" && d.current.Load().Tenant(in.Tenant) == nil {
 		return in, fmt.Errorf("%w: tenant %q is not configured", api.ErrBadRequest, in.Tenant)
 	}
 	if h.MAC != "" {
@@ -190,7 +191,7 @@ func (d *Daemon) Freeze(ctx context.Context, r api.FreezeRequest) (api.Host, err
 		return api.Host{}, fmt.Errorf("%w: address %q: %v", api.ErrBadRequest, r.Address, err)
 	}
 	if r.Tenant == "" {
-		r.Tenant = d.cfg.Tenants[0].Name
+		r.Tenant = d.current.Load().Tenants[0].Name
 	}
 	key := hosts.Key{Tenant: r.Tenant, Addr: addr}
 	var out api.Host

@@ -62,7 +62,8 @@ func Build(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, vers
 		Logger:        log.With("part", "capture"),
 	})
 	portEvents := make(chan ports.Event, 1024)
-	watcher := ports.NewWatcher(func(name string) bool { return cfg.TenantForPort(name) != nil },
+	var d *Daemon
+	watcher := ports.NewWatcher(func(name string) bool { return d.current.Load().TenantForPort(name) != nil },
 		portEvents, log.With("part", "ports"))
 
 	m := NewMetrics(reg)
@@ -78,7 +79,7 @@ func Build(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, vers
 		}
 		o.Notifier = notifier{nc}
 	}
-	d, err := New(o)
+	d, err = New(o)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +128,13 @@ func bgpConfig(cfg *config.Config, t config.Tenant, restarting bool, log *slog.L
 		Restarting:      restarting,
 		Logger:          log,
 	}
-	for _, p := range t.Peers {
+	c.Peers = bgpPeers(t.Peers)
+	return c
+}
+
+func bgpPeers(peers []config.Peer) []bgp.PeerConfig {
+	var out []bgp.PeerConfig
+	for _, p := range peers {
 		pc := bgp.PeerConfig{
 			Address: p.Address, ASN: p.ASN, LocalAddress: p.LocalAddress, Port: p.Port, Password: p.Password,
 			HoldTime: p.HoldTime, Keepalive: p.Keepalive, ConnectRetry: p.ConnectRetry,
@@ -138,9 +145,9 @@ func bgpConfig(cfg *config.Config, t config.Tenant, restarting bool, log *slog.L
 				pc.Families = append(pc.Families, fam)
 			}
 		}
-		c.Peers = append(c.Peers, pc)
+		out = append(out, pc)
 	}
-	return c
+	return out
 }
 
 // readFrames turns captured frames into table inputs.
@@ -169,7 +176,7 @@ func (d *Daemon) readFrames(ctx context.Context, in <-chan capture.Event) error 
 // tentative. IPv6 link-local addresses are never routed.
 func frameInput(ev capture.Event) (hosts.Frame, bool) {
 	o := ev.Obs
-	f := hosts.Frame{Time: ev.Time, Port: ev.Port, MAC: o.MAC, Addr: o.Addr}
+	f := hosts.Frame{Time: ev.Time, Port: ev.Port, MAC: o.MAC, Addr: o.Addr, EthSrc: o.SrcMAC}
 	switch o.Kind {
 	case frames.KindRARP:
 		f.Source, f.Addr = hosts.SourceRARP, netip.Addr{}
@@ -277,6 +284,9 @@ func (r *speaker) Connect(ctx context.Context) error { return r.s.Connect(ctx) }
 func (r *speaker) Ready() error                      { return r.s.Ready() }
 func (r *speaker) Stop(ctx context.Context) error    { return r.s.Stop(ctx) }
 func (r *speaker) Withdraw(p netip.Prefix) error     { return r.s.Withdraw(p) }
+func (r *speaker) SetPeers(ctx context.Context, peers []config.Peer) error {
+	return r.s.SetPeers(ctx, bgpPeers(peers))
+}
 func (r *speaker) Announce(p Path) error {
 	return r.s.Announce(bgp.Route{Prefix: p.Prefix, Seq: p.Seq, Sticky: p.Sticky, MAC: p.MAC})
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/roamd/roamd/daemon/api"
@@ -53,6 +54,10 @@ type Daemon struct {
 	version string
 	tasks   []func(ctx context.Context) error
 	ready   func()
+
+	// current is the configuration for goroutines other than the engine
+	// (which reads cfg); a reload swaps both.
+	current atomic.Pointer[config.Config]
 
 	table    *hosts.Table
 	tenantOf map[uint16]string // tenant ID → name
@@ -113,6 +118,7 @@ func New(o Options) (*Daemon, error) {
 		moves:     newMoveLog(512),
 		pending:   map[hosts.Key]pendingOld{},
 	}
+	d.current.Store(cfg)
 	if d.metrics == nil {
 		d.metrics = NewMetrics(nil)
 	}
@@ -243,3 +249,7 @@ func (d *Daemon) do(ctx context.Context, fn func()) error {
 
 // AddTask adds a task to run beside the engine (before Run).
 func (d *Daemon) AddTask(task func(ctx context.Context) error) { d.tasks = append(d.tasks, task) }
+
+// OnReady sets what to call once the daemon has restored its state and
+// connected its sessions (before Run).
+func (d *Daemon) OnReady(fn func()) { d.ready = fn }

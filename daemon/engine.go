@@ -177,6 +177,8 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 				announced[a.Move.Port] = true
 				d.announceGateway(a.Move.Port)
 			}
+		case hosts.RepairNeighbours:
+			d.repairNeighbours(a)
 		case hosts.FrozenHost:
 			d.metrics.frozen.Inc()
 			d.log.Warn("host frozen: it moved too often (duplicate address or flapping VM)",

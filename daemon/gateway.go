@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/roamd/roamd/daemon/config"
+	"github.com/roamd/roamd/daemon/hosts"
 	"github.com/roamd/roamd/detect/capture"
 	"github.com/roamd/roamd/detect/frames"
 )
@@ -35,7 +36,8 @@ func (d *Daemon) answerNDP(ev capture.Event) {
 	if o.Kind != frames.KindNeighborSolicit && o.Kind != frames.KindRouterSolicit {
 		return
 	}
-	t := d.cfg.TenantForPort(ev.Port)
+	cfg := d.current.Load() // not on the engine goroutine
+	t := cfg.TenantForPort(ev.Port)
 	if t == nil {
 		return
 	}
@@ -43,7 +45,7 @@ func (d *Daemon) answerNDP(ev capture.Event) {
 	if !ll.IsValid() {
 		return // no IPv6 gateway configured for this tenant
 	}
-	gwMAC := net.HardwareAddr(d.cfg.GatewayMAC)
+	gwMAC := net.HardwareAddr(cfg.GatewayMAC)
 	var frame []byte
 	switch o.Kind {
 	case frames.KindRouterSolicit:
@@ -94,4 +96,21 @@ func linkLocalGateway(t *config.Tenant) netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// repairNeighbours announces a departed host's address with the anycast MAC
+// on the port it left: on a bridged segment the neighbours left behind then
+// send to the gateway, which routes to the new site. On a routed tap only the
+// departed VM was behind the port, and the frames are harmless.
+func (d *Daemon) repairNeighbours(a hosts.RepairNeighbours) {
+	gwMAC := net.HardwareAddr(d.cfg.GatewayMAC)
+	var frame []byte
+	if a.Key.Addr.Is4() {
+		frame = frames.GratuitousARP(gwMAC, a.Key.Addr)
+	} else {
+		frame = frames.UnsolicitedNA(gwMAC, a.Key.Addr, true)
+	}
+	if err := d.capture.Send(a.Port, frame); err != nil {
+		d.log.Debug("repairing neighbour caches", "port", a.Port, "host", a.Key.String(), "err", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/roamd/roamd/daemon/api"
+	"github.com/roamd/roamd/daemon/config"
 	"github.com/roamd/roamd/daemon/hosts"
 )
 
@@ -43,6 +44,8 @@ type Router interface {
 	Claims() <-chan ClaimSet
 	AllClaims() ([]ClaimSet, error)
 	Peers() []api.Peer
+	// SetPeers applies a new peer list; unchanged sessions are not reset.
+	SetPeers(ctx context.Context, peers []config.Peer) error
 	Ready() error
 	Stop(ctx context.Context) error
 }

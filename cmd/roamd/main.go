@@ -68,7 +68,8 @@ func run(path string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, level)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -79,20 +80,64 @@ func run(path string) error {
 		return err
 	}
 	if cfg.Metrics.Listen != "" {
-		d.AddTask(func(ctx context.Context) error { return serveMetrics(ctx, cfg.Metrics.Listen, reg, log) })
+		d.AddTask(func(ctx context.Context) error {
+			return serveMetrics(ctx, cfg.Metrics.Listen, cfg.Metrics.Pprof, reg, log)
+		})
 	}
+	d.AddTask(func(ctx context.Context) error { reloadOnHUP(ctx, path, d, level, log); return nil })
+	d.OnReady(func() {
+		sdNotify("READY=1\nSTATUS=routing")
+		go watchdog(ctx, func(c context.Context) error { _, err := d.Status(c); return err })
+	})
+	go func() {
+		<-ctx.Done()
+		sdNotify("STOPPING=1\nSTATUS=draining: withdrawing every path")
+	}()
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
 }
 
-func newLogger(c config.Log) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(strings.ToUpper(c.Level)))
-	opts := &slog.HandlerOptions{Level: lvl}
+// reloadOnHUP re-reads the configuration on SIGHUP and applies what can be
+// applied without a restart (see daemon.Reload). A bad file changes nothing.
+func reloadOnHUP(ctx context.Context, path string, d *daemon.Daemon, level *slog.LevelVar, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		sdNotify("RELOADING=1")
+		next, err := config.Load(path)
+		if err != nil {
+			log.Error("reload: configuration rejected, nothing changed", "err", err)
+			sdNotify("READY=1")
+			continue
+		}
+		level.Set(parseLevel(next.Log.Level))
+		notes, err := d.Reload(ctx, next)
+		if err != nil {
+			log.Error("reload failed", "err", err, "notes", notes)
+		}
+		sdNotify("READY=1")
+	}
+}
+
+func newLogger(c config.Log, level *slog.LevelVar) *slog.Logger {
+	level.Set(parseLevel(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(strings.ToUpper(s)))
+	return l
 }

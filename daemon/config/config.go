@@ -157,6 +157,8 @@ type API struct {
 // Metrics is the Prometheus endpoint.
 type Metrics struct {
 	Listen string `mapstructure:"listen"`
+	// Pprof also serves Go's profiler under /debug/pprof/ on Listen.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // Log configures slog output.

@@ -42,6 +42,7 @@ var defaults = map[string]any{
 	"state.journal":            "/run/roamd/journal",
 	"api.socket":               "/run/roamd/roamd.sock",
 	"metrics.listen":           "",
+	"metrics.pprof":            false,
 	"log.format":               "text",
 	"log.level":                "info",
 	"timers.reconcile":         "30s",

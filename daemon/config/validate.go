@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -95,6 +96,11 @@ func (c *Config) Validate() error {
 	}
 	if c.API.Socket == "" || !filepath.IsAbs(c.API.Socket) {
 		bad("api.socket", "must be an absolute path")
+	}
+	if c.Metrics.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil || port == "" {
+			bad("metrics.listen", "want host:port, got %q", c.Metrics.Listen)
+		}
 	}
 	switch c.Log.Format {
 	case "text", "json":

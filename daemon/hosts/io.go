@@ -31,6 +31,9 @@ type Frame struct {
 	Source Source
 	MAC    net.HardwareAddr
 	Addr   netip.Addr
+	// EthSrc is the frame's Ethernet source, when known: a frame whose
+	// claimed MAC differs from the MAC that sent it is spoofed.
+	EthSrc net.HardwareAddr
 }
 
 // RemoteClaims is the complete current set of other sites' claims on a host,
@@ -204,24 +207,34 @@ type Moved struct {
 	Away bool
 }
 
+// RepairNeighbours announces a departed host's address with the anycast MAC
+// on the port it left (gratuitous ARP, unsolicited NA), so neighbours left
+// behind on a bridged segment route to it instead of sending to a MAC that
+// is gone.
+type RepairNeighbours struct {
+	Key  Key
+	Port string
+}
+
 // FrozenHost records that duplicate detection froze a host.
 type FrozenHost struct {
 	Key   Key
 	Moves int
 }
 
-func (PreparePort) isAction()  {}
-func (StagePort) isAction()    {}
-func (InstallRoute) isAction() {}
-func (RemoveRoute) isAction()  {}
-func (ForwardRoute) isAction() {}
-func (Announce) isAction()     {}
-func (Withdraw) isAction()     {}
-func (NotifyOld) isAction()    {}
-func (ProbeOwner) isAction()   {}
-func (Refused) isAction()      {}
-func (Moved) isAction()        {}
-func (FrozenHost) isAction()   {}
+func (PreparePort) isAction()      {}
+func (StagePort) isAction()        {}
+func (InstallRoute) isAction()     {}
+func (RemoveRoute) isAction()      {}
+func (ForwardRoute) isAction()     {}
+func (Announce) isAction()         {}
+func (Withdraw) isAction()         {}
+func (NotifyOld) isAction()        {}
+func (ProbeOwner) isAction()       {}
+func (Refused) isAction()          {}
+func (Moved) isAction()            {}
+func (RepairNeighbours) isAction() {}
+func (FrozenHost) isAction()       {}
 
 // RefuseReason says why a claim was refused.
 type RefuseReason string
@@ -236,6 +249,7 @@ const (
 	RefuseFrozen          RefuseReason = "frozen"
 	RefuseUnknownPort     RefuseReason = "unknown-port"
 	RefuseUnknownMAC      RefuseReason = "unknown-mac"
+	RefuseSpoofedMAC      RefuseReason = "spoofed-mac"
 )
 
 // Restored puts a host found in the kernel at start back into the table:

@@ -99,6 +99,21 @@ func (t *Table) Bind(tenant string, mac net.HardwareAddr, addrs []netip.Addr, pi
 	}
 }
 
+// SetFreeze changes the duplicate-detection limits (configuration reload).
+func (t *Table) SetFreeze(moves int, window time.Duration) {
+	t.policy.FreezeMoves, t.policy.FreezeWindow = moves, window
+}
+
+// KeepPins drops the pins for which keep returns false (configuration
+// reload); new pins come with Bind.
+func (t *Table) KeepPins(keep func(tenant, addr string) bool) {
+	for k := range t.pinned {
+		if !keep(k.Tenant, k.Addr.String()) {
+			delete(t.pinned, k)
+		}
+	}
+}
+
 // Apply feeds one input to the table and returns the actions to carry out,
 // in order.
 func (t *Table) Apply(in Input) []Action {
@@ -196,6 +211,9 @@ func (t *Table) frame(in Frame) []Action {
 	port, ok := t.ports[in.Port]
 	if !ok {
 		return []Action{Refused{Port: in.Port, MAC: in.MAC, Reason: RefuseUnknownPort}}
+	}
+	if len(in.EthSrc) > 0 && !bytes.Equal(in.EthSrc, in.MAC) {
+		return []Action{Refused{Key: Key{Tenant: port.Tenant, Addr: in.Addr}, Port: in.Port, MAC: in.EthSrc, Reason: RefuseSpoofedMAC}}
 	}
 	if !in.Addr.IsValid() {
 		// RARP: the MAC is all there is; claim every address bound to it.
@@ -474,6 +492,9 @@ func (t *Table) evaluate(key Key, src Source, now time.Time) []Action {
 			acts = append(acts, ForwardRoute{Key: key, To: best.Origin})
 		} else {
 			acts = append(acts, RemoveRoute{Key: key})
+		}
+		if _, up := t.ports[h.Port]; up {
+			acts = append(acts, RepairNeighbours{Key: key, Port: h.Port})
 		}
 		t.setState(h, Yielded, now)
 		mv := Move{Time: now, From: t.policy.Self, To: best.Origin, Seq: best.Seq, Source: src, Port: h.Port}

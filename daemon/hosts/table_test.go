@@ -154,6 +154,7 @@ func TestYieldAndReclaim(t *testing.T) {
 			want: []Action{
 				Withdraw{Key: key},
 				ForwardRoute{Key: key, To: hvB},
+				RepairNeighbours{Key: key, Port: "tap1"},
 				moved(key, Move{Time: at(1000), From: self, To: hvB, Seq: 2, Source: SourceBGP, Port: "tap1"}, true),
 			}, state: Yielded, seq: 1},
 		{name: "the source tap goes away: forwarding continues", in: PortDown{Time: at(1500), Port: "tap1"}, state: Yielded},
@@ -191,6 +192,7 @@ func TestEqualSequenceTieGoesToLowerRouterID(t *testing.T) {
 			want: []Action{
 				Withdraw{Key: key},
 				ForwardRoute{Key: key, To: hvLow},
+				RepairNeighbours{Key: key, Port: "tap1"},
 				moved(key, Move{Time: at(2), From: self, To: hvLow, Seq: 1, Source: SourceBGP, Port: "tap1"}, true),
 			},
 			state: Yielded}))
@@ -243,6 +245,7 @@ func TestNotificationYieldsBeforeBGP(t *testing.T) {
 			want: []Action{
 				Withdraw{Key: key},
 				ForwardRoute{Key: key, To: hvB},
+				RepairNeighbours{Key: key, Port: "tap1"},
 				moved(key, Move{Time: at(10), From: self, To: hvB, Seq: 2, Source: SourceNotify, Port: "tap1"}, true),
 			}, state: Yielded},
 		{name: "BGP brings the same claim later: nothing more", in: RemoteClaims{Time: at(110), Key: key,
@@ -331,4 +334,18 @@ func TestStaleUnknownRARPIsForgotten(t *testing.T) {
 		{name: "time passes", in: Tick{Time: at(5000)}},
 		{name: "a late route does not claim", in: RemoteClaims{Time: at(5001), Key: key, Claims: []Claim{{Origin: hvB, Seq: 3, MAC: vmMAC}}}},
 	})
+}
+
+func TestSpoofedSenderMACIsRefused(t *testing.T) {
+	tb := newTable()
+	run(t, tb, []step{
+		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
+			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
+		{name: "ARP claiming another MAC than the one that sent it", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP,
+			MAC: vmMAC, Addr: vmIP, EthSrc: vm2MAC},
+			want: []Action{Refused{Key: key, Port: "tap1", MAC: vm2MAC, Reason: RefuseSpoofedMAC}}},
+	})
+	if h, ok := tb.Host(key); ok {
+		t.Fatalf("spoofed frame created a host: %+v", h)
+	}
 }
