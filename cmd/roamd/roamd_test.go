@@ -15,6 +15,7 @@ import (
 	"github.com/roamd/roamd/daemon/api"
 	"github.com/roamd/roamd/detect/frames"
 	"github.com/roamd/roamd/labs/nstest"
+	"github.com/roamd/roamd/routing/notify"
 )
 
 // hypervisor is a roamd binary running in a fresh namespace, with VMs
@@ -43,6 +44,7 @@ tenants:
     prefixes: [10.10.0.0/24, "2001:db8:10::/64"]
 hosts:
   - {tenant: default, mac: "52:54:00:00:00:20", addresses: [10.10.0.20]}
+forwarding: {notify_port: 4790, notify_key: "lab-notify-key-0123456789"}
 `
 
 func buildRoamd(t *testing.T) string {
@@ -226,4 +228,63 @@ func TestIPv6NeighbourAdvertisementAndGateway(t *testing.T) {
 	if !strings.Contains(out, "02:00:5e:10:00:01") {
 		t.Fatalf("the VM's neighbour entry for another subnet address is not the anycast MAC: %q", out)
 	}
+}
+
+// TestBridgedSegmentNeighboursRepairedAfterDeparture uses the second port
+// model: a bridge with several VMs behind it. When a VM on the segment is
+// claimed by another site, roamd announces its address with the anycast MAC
+// on the bridge, so a neighbour left behind routes to it instead of sending
+// to a MAC that is gone.
+func TestBridgedSegmentNeighboursRepairedAfterDeparture(t *testing.T) {
+	hv := startHypervisor(t)
+	hv.ns.MustRun(t, "ip", "link", "add", "name", "tapbr0", "type", "bridge")
+	hv.ns.MustRun(t, "ip", "link", "set", "tapbr0", "up")
+	hv.eventually(t, "the bridge to be made a routed port", func() bool {
+		out, _ := hv.ns.Run("ip", "link", "show", "tapbr0")
+		return strings.Contains(out, "02:00:5e:10:00:01")
+	})
+	vms := map[string]*nstest.NS{}
+	for _, v := range []struct{ name, mac, addr string }{{"a", "52:54:00:00:00:41", "10.10.0.41"}, {"b", "52:54:00:00:00:42", "10.10.0.42"}} {
+		vm := nstest.New(t, "vm"+v.name)
+		nstest.Veth(t, hv.ns, "seg-"+v.name, vm, "eth0")
+		hv.ns.MustRun(t, "ip", "link", "set", "seg-"+v.name, "master", "tapbr0")
+		vm.MustRun(t, "ip", "link", "set", "eth0", "address", v.mac)
+		vm.MustRun(t, "ip", "addr", "add", v.addr+"/24", "dev", "eth0")
+		vm.MustRun(t, "sysctl", "-qw", "net.ipv4.neigh.eth0.locktime=0")
+		vms[v.name] = vm
+	}
+	macA, _ := net.ParseMAC("52:54:00:00:00:41")
+	hv.eventually(t, "VM a's claim on the bridge", func() bool {
+		_ = vms["a"].SendFrame("eth0", frames.GratuitousARP(macA, netip.MustParseAddr("10.10.0.41")))
+		h, ok := hv.host(t, "10.10.0.41")
+		return ok && h.State == "announced" && h.Port == "tapbr0"
+	})
+	vms["b"].MustRun(t, "ping", "-c", "1", "-W", "2", "10.10.0.41")
+	if out := vms["b"].MustRun(t, "ip", "neigh", "show", "10.10.0.41"); !strings.Contains(out, "52:54:00:00:00:41") {
+		t.Fatalf("b does not know a directly: %q", out)
+	}
+
+	// Another site (192.0.2.99) claims a with a higher sequence and tells
+	// this one directly.
+	hv.ns.MustRun(t, "ip", "addr", "add", "192.0.2.99/32", "dev", "lo")
+	var nc *notify.Conn
+	if err := hv.ns.Do(func() (err error) {
+		nc, err = notify.Listen(netip.MustParseAddr("192.0.2.99"), 4790, []byte("lab-notify-key-0123456789"), nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Send(netip.MustParseAddr("192.0.2.11"), notify.Message{TenantID: 1, Seq: 5,
+		Addr: netip.MustParseAddr("10.10.0.41"), MAC: macA}); err != nil {
+		t.Fatal(err)
+	}
+	hv.eventually(t, "a to yield to the other site", func() bool {
+		h, _ := hv.host(t, "10.10.0.41")
+		return h.State == "yielded" && h.ForwardTo == "192.0.2.99"
+	})
+	hv.eventually(t, "b's neighbour entry for a to point at the gateway", func() bool {
+		out := vms["b"].MustRun(t, "ip", "neigh", "show", "10.10.0.41")
+		return strings.Contains(out, "02:00:5e:10:00:01")
+	})
 }
