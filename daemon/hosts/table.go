@@ -171,11 +171,9 @@ func (t *Table) portUp(in PortUp) []Action {
 	t.ports[in.Port] = Port{Name: in.Port, Tenant: in.Tenant}
 	acts := []Action{PreparePort{Port: in.Port, Tenant: in.Tenant}}
 	// A host staged before its port existed gets its port readied now.
-	for _, h := range t.sortedHosts() {
-		if h.State == Staged && h.Port == in.Port && h.Tenant == in.Tenant {
-			acts = append(acts, StagePort{Port: in.Port, MAC: h.MAC, Addrs: t.stagedAddrs(in.Port, h.MAC)})
-			break
-		}
+	staged := t.hostsWhere(func(h *Host) bool { return h.State == Staged && h.Port == in.Port && h.Tenant == in.Tenant })
+	if len(staged) > 0 {
+		acts = append(acts, StagePort{Port: in.Port, MAC: staged[0].MAC, Addrs: t.stagedAddrs(in.Port, staged[0].MAC)})
 	}
 	return acts
 }
@@ -183,10 +181,7 @@ func (t *Table) portUp(in PortUp) []Action {
 func (t *Table) portDown(in PortDown) []Action {
 	delete(t.ports, in.Port)
 	var acts []Action
-	for _, h := range t.sortedHosts() {
-		if h.Port != in.Port {
-			continue
-		}
+	for _, h := range t.hostsWhere(func(h *Host) bool { return h.Port == in.Port }) {
 		switch h.State {
 		case Announced, Local:
 			// Withdraw before removing the route: the fabric must stop
@@ -287,16 +282,17 @@ func (t *Table) take(key Key, port string, mac net.HardwareAddr, src Source, now
 	t.bind(key.Tenant, mac, key.Addr)
 	delete(t.contested, key)
 
-	acts := []Action{
-		InstallRoute{Key: key, Port: port, MAC: h.MAC},
-		Announce{Key: key, Seq: seq, Sticky: h.Pinned, MAC: h.MAC},
-	}
+	// The route first: packets the old site forwards, or the fabric sends,
+	// must find it. Then the old site is told directly (BGP takes ~50 ms
+	// per FRR hop) so it starts forwarding at once, then the path is
+	// announced.
+	acts := []Action{InstallRoute{Key: key, Port: port, MAC: h.MAC}}
 	from := netip.Addr{}
 	if hadRemote {
 		from = best.Origin
-		// Tell the old site directly: BGP takes ~50 ms per FRR hop.
 		acts = append(acts, NotifyOld{Key: key, To: best.Origin, Seq: seq, MAC: h.MAC})
 	}
+	acts = append(acts, Announce{Key: key, Seq: seq, Sticky: h.Pinned, MAC: h.MAC})
 	// Every claim is logged as an arrival; only one that takes the host
 	// from somewhere else counts towards duplicate detection.
 	mv := Move{Time: now, From: from, To: t.policy.Self, Seq: seq, Source: src, Port: port}
@@ -584,36 +580,47 @@ func (t *Table) tick(in Tick) []Action {
 			}
 		}
 	}
+	// One pass over the table finds the few hosts with a timer due; only
+	// those are sorted (for a deterministic order of actions).
+	var due []*Host
+	for _, h := range t.hosts {
+		switch {
+		case h.State == Yielded && h.ForwardTo.IsValid() && !in.Time.Before(h.ForwardUntil),
+			h.State == Staged && in.Time.Sub(h.Since) >= t.policy.StagedExpiry,
+			h.State == Local && in.Time.Sub(h.Since) >= localRetry,
+			h.State == Gone && in.Time.Sub(h.Since) >= t.policy.Retention:
+			due = append(due, h)
+		}
+	}
+	sortHosts(due)
 	var acts []Action
-	for _, h := range t.sortedHosts() {
+	for _, h := range due {
 		switch h.State {
 		case Yielded:
-			if h.ForwardTo.IsValid() && !in.Time.Before(h.ForwardUntil) {
-				acts = append(acts, RemoveRoute{Key: h.Key})
-				h.ForwardTo = netip.Addr{}
-				h.ForwardUntil = time.Time{}
-				if _, up := t.ports[h.Port]; !up {
-					t.setState(h, Gone, in.Time)
-				}
-			}
-		case Staged:
-			if in.Time.Sub(h.Since) >= t.policy.StagedExpiry {
+			acts = append(acts, RemoveRoute{Key: h.Key})
+			h.ForwardTo = netip.Addr{}
+			h.ForwardUntil = time.Time{}
+			if _, up := t.ports[h.Port]; !up {
 				t.setState(h, Gone, in.Time)
 			}
+		case Staged:
+			t.setState(h, Gone, in.Time)
 		case Local:
-			// A route that failed to program is retried.
+			// A route or path that failed is retried.
 			t.setState(h, Announced, in.Time)
 			acts = append(acts,
 				InstallRoute{Key: h.Key, Port: h.Port, MAC: h.MAC},
 				Announce{Key: h.Key, Seq: h.Seq, Sticky: h.Pinned, MAC: h.MAC})
 		case Gone:
-			if in.Time.Sub(h.Since) >= t.policy.Retention {
-				delete(t.hosts, h.Key)
-			}
+			delete(t.hosts, h.Key)
 		}
 	}
 	return acts
 }
+
+// localRetry is how long a host whose route or path failed waits before
+// the next attempt.
+const localRetry = time.Second
 
 func (t *Table) failed(in Failed) []Action {
 	var key Key
@@ -736,10 +743,8 @@ func (t *Table) macOf(key Key) net.HardwareAddr {
 // stagedAddrs lists the addresses staged on port for mac.
 func (t *Table) stagedAddrs(port string, mac net.HardwareAddr) []netip.Addr {
 	var out []netip.Addr
-	for _, h := range t.sortedHosts() {
-		if h.State == Staged && h.Port == port && bytes.Equal(h.MAC, mac) {
-			out = append(out, h.Addr)
-		}
+	for _, h := range t.hostsWhere(func(h *Host) bool { return h.State == Staged && h.Port == port && bytes.Equal(h.MAC, mac) }) {
+		out = append(out, h.Addr)
 	}
 	return out
 }
@@ -749,7 +754,26 @@ func (t *Table) sortedHosts() []*Host {
 	for _, h := range t.hosts {
 		out = append(out, h)
 	}
-	slices.SortFunc(out, func(a, b *Host) int {
+	sortHosts(out)
+	return out
+}
+
+// hostsWhere returns the hosts for which keep is true, sorted: one pass over
+// the table, and a sort of the (usually few) matches only.
+func (t *Table) hostsWhere(keep func(*Host) bool) []*Host {
+	var out []*Host
+	for _, h := range t.hosts {
+		if keep(h) {
+			out = append(out, h)
+		}
+	}
+	sortHosts(out)
+	return out
+}
+
+// sortHosts orders hosts by tenant, then address.
+func sortHosts(hs []*Host) {
+	slices.SortFunc(hs, func(a, b *Host) int {
 		if a.Tenant != b.Tenant {
 			if a.Tenant < b.Tenant {
 				return -1
@@ -758,7 +782,6 @@ func (t *Table) sortedHosts() []*Host {
 		}
 		return a.Addr.Compare(b.Addr)
 	})
-	return out
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {

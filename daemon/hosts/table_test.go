@@ -119,12 +119,12 @@ func TestRARPOnlyArrivalThroughBGPBinding(t *testing.T) {
 		{name: "RARP claims both addresses at once, each max(seen)+1", in: Frame{Time: at(100), Port: "tap1", Source: SourceRARP, MAC: vmMAC},
 			want: []Action{
 				InstallRoute{Key: key, Port: "tap1", MAC: vmMAC},
-				Announce{Key: key, Seq: 5, MAC: vmMAC},
 				NotifyOld{Key: key, To: hvB, Seq: 5, MAC: vmMAC},
+				Announce{Key: key, Seq: 5, MAC: vmMAC},
 				moved(key, Move{Time: at(100), From: hvB, To: self, Seq: 5, Source: SourceRARP, Port: "tap1"}, false),
 				InstallRoute{Key: key6, Port: "tap1", MAC: vmMAC},
-				Announce{Key: key6, Seq: 3, MAC: vmMAC},
 				NotifyOld{Key: key6, To: hvB, Seq: 3, MAC: vmMAC},
+				Announce{Key: key6, Seq: 3, MAC: vmMAC},
 				moved(key6, Move{Time: at(100), From: hvB, To: self, Seq: 3, Source: SourceRARP, Port: "tap1"}, false),
 			}, state: Announced, seq: 5},
 		{name: "hv B withdraws: nothing to do", in: RemoteClaims{Time: at(150), Key: key}, state: Announced, seq: 5},
@@ -166,8 +166,8 @@ func TestYieldAndReclaim(t *testing.T) {
 		{name: "re-claim takes max(seen)+1", in: Frame{Time: at(5001), Port: "tap9", Source: SourceRARP, MAC: vmMAC},
 			want: []Action{
 				InstallRoute{Key: key, Port: "tap9", MAC: vmMAC},
-				Announce{Key: key, Seq: 3, MAC: vmMAC},
 				NotifyOld{Key: key, To: hvB, Seq: 3, MAC: vmMAC},
+				Announce{Key: key, Seq: 3, MAC: vmMAC},
 				moved(key, Move{Time: at(5001), From: hvB, To: self, Seq: 3, Source: SourceRARP, Port: "tap9"}, false),
 			}, state: Announced, seq: 3},
 	})
@@ -225,8 +225,8 @@ func TestSwitchHintClaimsStagedHostAtOnce(t *testing.T) {
 		{name: "switch: claim now", in: Hint{Time: at(3), Kind: HintSwitch, Tenant: "default", MAC: vmMAC},
 			want: []Action{
 				InstallRoute{Key: key, Port: "tap5", MAC: vmMAC},
-				Announce{Key: key, Seq: 8, MAC: vmMAC},
 				NotifyOld{Key: key, To: hvB, Seq: 8, MAC: vmMAC},
+				Announce{Key: key, Seq: 8, MAC: vmMAC},
 				moved(key, Move{Time: at(3), From: hvB, To: self, Seq: 8, Source: SourceHint, Port: "tap5"}, false),
 			}, state: Announced, seq: 8},
 		{name: "QEMU's RARPs after resume change nothing", in: Frame{Time: at(40), Port: "tap5", Source: SourceRARP, MAC: vmMAC},
@@ -318,8 +318,8 @@ func TestRARPBeforeTheBindingClaimsWhenItArrives(t *testing.T) {
 		{name: "the old site's route arrives: claim at once", in: RemoteClaims{Time: at(60), Key: key, Claims: []Claim{{Origin: hvB, Seq: 3, MAC: vmMAC}}},
 			want: []Action{
 				InstallRoute{Key: key, Port: "tap1", MAC: vmMAC},
-				Announce{Key: key, Seq: 4, MAC: vmMAC},
 				NotifyOld{Key: key, To: hvB, Seq: 4, MAC: vmMAC},
+				Announce{Key: key, Seq: 4, MAC: vmMAC},
 				moved(key, Move{Time: at(10), From: hvB, To: self, Seq: 4, Source: SourceRARP, Port: "tap1"}, false),
 			}, state: Announced, seq: 4},
 	})
