@@ -1,0 +1,654 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+)
+
+// prefixLimitHold is how long a session that sent more than MaxPrefixes
+// stays down before it is tried again (GoBGP alone would keep it down
+// until the daemon restarts).
+const prefixLimitHold = time.Minute
+
+// claimBuffer is the capacity of the Claims channel. Claim sets beyond it
+// wait in the speaker (one per prefix, latest state), not in the channel.
+const claimBuffer = 1024
+
+// ErrStopped is returned by calls on a stopped speaker.
+var ErrStopped = errors.New("bgp speaker stopped")
+
+// Speaker is one tenant's BGP speaker: an embedded GoBGP server with its
+// own sessions. Its methods are safe for concurrent use.
+type Speaker struct {
+	cfg         Config // validated; Peers unused after New (see peers)
+	log         *slog.Logger
+	srv         *server.BgpServer
+	mute        atomic.Bool
+	table       *claimTable
+	claims      chan ClaimSet
+	established chan struct{}
+	rejected    atomic.Uint64
+	cancel      context.CancelFunc // watchers and claim delivery
+	delivering  sync.WaitGroup
+	// prefixHold is prefixLimitHold; tests shorten it.
+	prefixHold time.Duration
+
+	// annMu serialises announcements so GoBGP's RIB and announced agree.
+	annMu     sync.Mutex
+	announced map[netip.Prefix]Route
+
+	// opMu serialises session changes (Connect, Ready, SetPeers, Stop).
+	opMu sync.Mutex
+	// mu guards the fields below; it is never held across a GoBGP call
+	// that could wait for one of the watcher callbacks.
+	mu         sync.Mutex
+	peers      map[netip.Addr]PeerConfig // desired, defaults filled in
+	states     map[netip.Addr]*peerState
+	connected  bool // Connect was called
+	restarting bool // Config.Restarting with graceful restart on
+	ready      bool // Ready was called
+	stopped    bool
+}
+
+// New validates cfg and starts the GoBGP server with roamd's policies. It
+// opens no session: Connect does.
+func New(cfg Config) (*Speaker, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("bgp config: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Speaker{
+		cfg:         cfg,
+		log:         log,
+		table:       newClaimTable(),
+		claims:      make(chan ClaimSet, claimBuffer),
+		established: make(chan struct{}, 1),
+		announced:   make(map[netip.Prefix]Route),
+		peers:       make(map[netip.Addr]PeerConfig),
+		states:      make(map[netip.Addr]*peerState),
+		restarting:  cfg.Restarting && cfg.GracefulRestart > 0,
+		prefixHold:  prefixLimitHold,
+	}
+	s.cfg.Prefixes = slices.Clone(cfg.Prefixes)
+	for _, p := range cfg.Peers {
+		p = p.withDefaults()
+		s.peers[p.Address] = p
+	}
+	s.cfg.Peers = nil
+	if err := claimBFD(s, slices.Collect(maps.Values(s.peers))); err != nil {
+		return nil, err
+	}
+
+	gl, lv := gobgpLogger(log, &s.mute)
+	s.srv = server.NewBgpServer(server.LoggerOption(gl, lv))
+	go s.srv.Serve()
+	ctx := context.Background()
+	listen := int32(cfg.ListenPort)
+	if listen <= 0 {
+		listen = -1
+	}
+	err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn:        cfg.ASN,
+		RouterId:   cfg.RouterID.String(),
+		ListenPort: listen,
+	}})
+	if err == nil {
+		err = installPolicies(ctx, s.srv, s.cfg.Prefixes, cfg.IPv6NextHop)
+	}
+	if err == nil {
+		err = s.watch()
+	}
+	if err != nil {
+		s.mute.Store(true)
+		s.srv.Stop()
+		releaseBFD(s)
+		if s.cancel != nil {
+			s.cancel()
+		}
+		return nil, fmt.Errorf("starting bgp speaker %v: %w", cfg.RouterID, err)
+	}
+	return s, nil
+}
+
+// watch subscribes to GoBGP's events before any session exists, so none
+// is missed: accepted and withdrawn paths after the import policy (claims),
+// paths as received (to count what the import filter rejects) and
+// session states.
+func (s *Speaker) watch() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	if err := s.srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPathUpdate: s.onAccepted},
+		server.WatchPostUpdate(false, "", "")); err != nil {
+		return fmt.Errorf("watching accepted paths: %w", err)
+	}
+	if err := s.srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPathUpdate: s.onReceived},
+		server.WatchUpdate(false, "", "")); err != nil {
+		return fmt.Errorf("watching received paths: %w", err)
+	}
+	if err := s.srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer},
+		server.WatchPeer()); err != nil {
+		return fmt.Errorf("watching sessions: %w", err)
+	}
+	s.delivering.Add(1)
+	go func() {
+		defer s.delivering.Done()
+		s.table.deliver(ctx, s.claims)
+	}()
+	return nil
+}
+
+// importable reports whether the import filter accepts prefix p.
+func (s *Speaker) importable(p netip.Prefix) bool {
+	return isHostRoute(p) && within(s.cfg.Prefixes, p)
+}
+
+// onAccepted receives GoBGP's post-policy view of every peer's paths.
+// Paths the import policy rejected arrive as withdrawals.
+func (s *Speaker) onAccepted(paths []*apiutil.Path, _ time.Time) {
+	for _, p := range paths {
+		prefix, ok := prefixOf(p.Nlri)
+		if !ok {
+			continue
+		}
+		u := update{prefix: prefix, key: pathKey{peer: p.PeerAddress.Unmap(), pathID: p.RemoteID}}
+		if p.Withdrawal || !s.importable(prefix) {
+			u.withdraw = true
+		} else {
+			u.mob = decodeMobility(p.Attrs, s.cfg.TenantID)
+			u.own = u.mob.hasOrig && u.mob.origin == s.cfg.RouterID
+		}
+		s.table.apply(u)
+	}
+}
+
+// onReceived counts announcements the import filter will reject.
+func (s *Speaker) onReceived(paths []*apiutil.Path, _ time.Time) {
+	for _, p := range paths {
+		prefix, ok := prefixOf(p.Nlri)
+		if p.Withdrawal || (ok && s.importable(prefix)) {
+			continue
+		}
+		s.rejected.Add(1)
+		s.mu.Lock()
+		if st := s.states[p.PeerAddress.Unmap()]; st != nil {
+			st.rejected++
+		}
+		s.mu.Unlock()
+	}
+}
+
+// onPeer tracks session states and signals Established.
+func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) {
+	if ev.Type != apiutil.PEER_EVENT_STATE && ev.Type != apiutil.PEER_EVENT_INIT {
+		return
+	}
+	addr := ev.Peer.State.NeighborAddress.Unmap()
+	state := ev.Peer.State.SessionState
+	reason := ev.Peer.State.DisconnectMessage
+	overLimit := ev.Peer.State.AdminState == api.PeerState_ADMIN_STATE_PFX_CT
+	s.mu.Lock()
+	pc, ok := s.peers[addr]
+	if !ok {
+		s.mu.Unlock() // the last event of a peer SetPeers removed
+		return
+	}
+	st := s.states[addr]
+	if st == nil {
+		st = &peerState{state: -1}
+		s.states[addr] = st
+	}
+	changed := st.state != state
+	if changed {
+		st.state, st.since = state, at
+		switch {
+		case overLimit && state != gobgp.BGP_FSM_ESTABLISHED:
+			reason = fmt.Sprintf("more than %d paths in a family (max prefixes): down for %v", pc.MaxPrefixes, s.prefixHold)
+			st.lastError = reason
+		case state != gobgp.BGP_FSM_ESTABLISHED && reason != "":
+			st.lastError = reason
+		}
+	}
+	s.mu.Unlock()
+	if !changed || ev.Type != apiutil.PEER_EVENT_STATE {
+		return
+	}
+	s.log.Info("bgp session", "routerID", s.cfg.RouterID, "peer", addr, "state", stateNames[state], "reason", reason)
+	if overLimit && state == gobgp.BGP_FSM_IDLE {
+		time.AfterFunc(s.prefixHold, func() { s.reenable(addr) })
+	}
+	if state == gobgp.BGP_FSM_ESTABLISHED {
+		select {
+		case s.established <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// reenable lets a session that exceeded its prefix limit connect again.
+func (s *Speaker) reenable(addr netip.Addr) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	_, configured := s.peers[addr]
+	live := s.sessionsLiveLocked()
+	s.mu.Unlock()
+	if !configured || !live {
+		return
+	}
+	if err := s.srv.EnablePeer(context.Background(), &api.EnablePeerRequest{Address: addr.String()}); err != nil {
+		s.log.Warn("re-enabling bgp session after the prefix limit", "routerID", s.cfg.RouterID, "peer", addr, "err", err)
+	}
+}
+
+// Connect opens the configured sessions. After a restart (Config.Restarting
+// with graceful restart on) the sessions are opened by Ready instead:
+// GoBGP ends its restart deferral when every peer has sent End-of-RIB, not
+// when roamd has re-announced, so the only way to keep our End-of-RIB from
+// a leaf until the routes are back is to hold the session itself. The leaf
+// keeps our routes as stale meanwhile.
+func (s *Speaker) Connect(ctx context.Context) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return ErrStopped
+	}
+	already, hold := s.connected, s.restarting && !s.ready
+	s.connected = true
+	peers := s.sortedPeersLocked()
+	s.mu.Unlock()
+	if already {
+		return nil
+	}
+	if hold {
+		s.log.Info("bgp sessions held until the restore is finished", "routerID", s.cfg.RouterID, "peers", len(peers))
+		return nil
+	}
+	// When Ready came first, this is still the first open after the
+	// restart: the restart bits must be set.
+	return s.addPeers(ctx, peers, s.restarting)
+}
+
+// Ready ends a graceful restart: the routes are re-announced, so the
+// sessions open now, with the Restart State and Forwarding State bits set,
+// and GoBGP sends every route and then End-of-RIB, after which the leaves
+// drop the stale routes that were not re-announced. Without a pending
+// restart Ready does nothing.
+func (s *Speaker) Ready() error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return ErrStopped
+	}
+	pending, connected := s.restarting && !s.ready, s.connected
+	s.ready = true
+	peers := s.sortedPeersLocked()
+	s.mu.Unlock()
+	if !pending || !connected {
+		return nil
+	}
+	s.annMu.Lock()
+	n := len(s.announced)
+	s.annMu.Unlock()
+	s.log.Info("bgp restore finished, opening sessions", "routerID", s.cfg.RouterID, "routes", n)
+	return s.addPeers(context.Background(), peers, true)
+}
+
+// sessionsLiveLocked reports whether configured peers are sessions in
+// GoBGP (Connect called and no restart pending).
+func (s *Speaker) sessionsLiveLocked() bool {
+	return s.connected && (!s.restarting || s.ready) && !s.stopped
+}
+
+func (s *Speaker) sortedPeersLocked() []PeerConfig {
+	return slices.SortedFunc(maps.Values(s.peers), func(a, b PeerConfig) int { return a.Address.Compare(b.Address) })
+}
+
+func (s *Speaker) options(restarting bool) peerOptions {
+	return peerOptions{gracefulRestart: s.cfg.GracefulRestart, restarting: restarting}
+}
+
+func (s *Speaker) addPeers(ctx context.Context, peers []PeerConfig, restarting bool) error {
+	var errs []error
+	for _, p := range peers {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.options(restarting))}); err != nil {
+			errs = append(errs, fmt.Errorf("adding peer %v: %w", p.Address, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SetPeers replaces the peer list: new peers are added, missing ones
+// removed, changed ones re-created; sessions whose configuration did not
+// change are left alone.
+func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
+	if err := validatePeers(peers, s.cfg.IPv6NextHop); err != nil {
+		return fmt.Errorf("bgp peers: %w", err)
+	}
+	want := make(map[netip.Addr]PeerConfig, len(peers))
+	for _, p := range peers {
+		p = p.withDefaults()
+		want[p.Address] = p
+	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.isStopped() {
+		return ErrStopped
+	}
+	if err := claimBFD(s, slices.Collect(maps.Values(want))); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	live := s.sessionsLiveLocked()
+	have := s.peers
+	s.peers = want
+	for a := range s.states {
+		if _, ok := want[a]; !ok {
+			delete(s.states, a)
+		}
+	}
+	s.mu.Unlock()
+	if !live {
+		return nil
+	}
+	var errs []error
+	for _, a := range slices.SortedFunc(maps.Keys(have), netip.Addr.Compare) {
+		if w, ok := want[a]; ok && samePeer(w, have[a]) {
+			continue
+		}
+		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("removing peer %v: %w", a, err))
+		}
+	}
+	var add []PeerConfig
+	for _, a := range slices.SortedFunc(maps.Keys(want), netip.Addr.Compare) {
+		if h, ok := have[a]; !ok || !samePeer(h, want[a]) {
+			add = append(add, want[a])
+		}
+	}
+	return errors.Join(append(errs, s.addPeers(ctx, add, false))...)
+}
+
+// Announce adds our path for r.Prefix or replaces it when anything
+// changed; announcing the same route again does nothing.
+func (s *Speaker) Announce(r Route) error {
+	if !isHostRoute(r.Prefix) {
+		return fmt.Errorf("announcing %v: not a /32 or /128", r.Prefix)
+	}
+	if !within(s.cfg.Prefixes, r.Prefix) {
+		return fmt.Errorf("announcing %v: outside the mobility prefixes", r.Prefix)
+	}
+	e, err := encodeRoute(r, s.cfg.RouterID, s.cfg.TenantID, s.cfg.Community)
+	if err != nil {
+		return err
+	}
+	s.annMu.Lock()
+	defer s.annMu.Unlock()
+	if old, ok := s.announced[r.Prefix]; ok && old.equal(r) {
+		return nil
+	}
+	if s.isStopped() {
+		return ErrStopped
+	}
+	if _, err := s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{{
+		Family: e.family, Nlri: e.nlri, Attrs: e.attrs,
+	}}}); err != nil {
+		return fmt.Errorf("announcing %v: %w", r.Prefix, err)
+	}
+	r.MAC = slices.Clone(r.MAC)
+	s.announced[r.Prefix] = r
+	return nil
+}
+
+// Withdraw removes our path for p; withdrawing a prefix we do not
+// announce does nothing.
+func (s *Speaker) Withdraw(p netip.Prefix) error {
+	s.annMu.Lock()
+	defer s.annMu.Unlock()
+	r, ok := s.announced[p]
+	if !ok {
+		return nil
+	}
+	if s.isStopped() {
+		return ErrStopped
+	}
+	e, err := encodeRoute(r, s.cfg.RouterID, s.cfg.TenantID, s.cfg.Community)
+	if err != nil {
+		return err
+	}
+	if err := s.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{{
+		Family: e.family, Nlri: e.nlri, Attrs: e.attrs, Withdrawal: true,
+	}}}); err != nil {
+		return fmt.Errorf("withdrawing %v: %w", p, err)
+	}
+	delete(s.announced, p)
+	return nil
+}
+
+func (s *Speaker) isStopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
+// Announced returns the routes we currently announce, ordered by prefix.
+func (s *Speaker) Announced() []Route {
+	s.annMu.Lock()
+	defer s.annMu.Unlock()
+	out := make([]Route, 0, len(s.announced))
+	for _, r := range s.announced {
+		r.MAC = slices.Clone(r.MAC)
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Route) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	return out
+}
+
+// Claims delivers every change of a prefix's claim set. A reader that
+// falls behind receives the latest set of each changed prefix, never a
+// stale one last. The channel is closed when the speaker stops.
+func (s *Speaker) Claims() <-chan ClaimSet { return s.claims }
+
+// Established receives a value whenever a session reaches established
+// (several in a row may arrive as one): the moment to re-evaluate claims.
+func (s *Speaker) Established() <-chan struct{} { return s.established }
+
+// RejectedRoutes is the number of announcements the import filter refused
+// (not a /32 or /128, or outside the mobility prefixes), over all peers.
+func (s *Speaker) RejectedRoutes() uint64 { return s.rejected.Load() }
+
+// AllClaims returns every prefix's claim set as GoBGP holds it now, for a
+// full reconcile. It reads the Loc-RIB, which keeps every path each peer's
+// Adj-RIB-In accepted (each ADD-PATH id separately): the same view Claims
+// reports changes of. Prefixes without claims are absent.
+func (s *Speaker) AllClaims() ([]ClaimSet, error) {
+	if s.isStopped() {
+		return nil, ErrStopped
+	}
+	byPrefix := map[netip.Prefix][]Claim{}
+	for _, f := range s.families() {
+		err := s.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: gobgpFamily(f)},
+			func(n gobgp.NLRI, paths []*apiutil.Path) {
+				prefix, ok := prefixOf(n)
+				if !ok || !s.importable(prefix) {
+					return
+				}
+				for _, p := range paths {
+					if !p.PeerAddress.IsValid() || p.Withdrawal {
+						continue // our own local path
+					}
+					m := decodeMobility(p.Attrs, s.cfg.TenantID)
+					if m.hasOrig && m.origin == s.cfg.RouterID {
+						continue
+					}
+					byPrefix[prefix] = append(byPrefix[prefix], Claim{
+						Prefix: prefix, Origin: m.origin, TenantID: m.tenant, Seq: m.seq, Sticky: m.sticky,
+						MAC: m.macAddr(), Peer: p.PeerAddress.Unmap(), PathID: p.RemoteID,
+					})
+				}
+			})
+		if err != nil {
+			return nil, fmt.Errorf("listing %v paths: %w", f, err)
+		}
+	}
+	out := make([]ClaimSet, 0, len(byPrefix))
+	for p, cs := range byPrefix {
+		sortClaims(cs)
+		out = append(out, ClaimSet{Prefix: p, Claims: cs})
+	}
+	slices.SortFunc(out, func(a, b ClaimSet) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	return out, nil
+}
+
+// families are the address families of the mobility prefixes.
+func (s *Speaker) families() []Family {
+	var fs []Family
+	for _, p := range s.cfg.Prefixes {
+		if f := familyOf(p.Addr()); !slices.Contains(fs, f) {
+			fs = append(fs, f)
+		}
+	}
+	slices.Sort(fs)
+	return fs
+}
+
+// Peers returns the state of every configured session, ordered by address.
+func (s *Speaker) Peers() []PeerStatus {
+	// GoBGP can count what it advertised, but does so by running the
+	// export policy over the whole RIB (most of a second with 100,000
+	// learned routes). Every route of ours in a session's families is
+	// advertised on it, so count those instead.
+	perFamily := map[Family]uint64{}
+	s.annMu.Lock()
+	for p := range s.announced {
+		perFamily[familyOf(p.Addr())]++
+	}
+	s.annMu.Unlock()
+	live := map[netip.Addr]*api.Peer{}
+	if !s.isStopped() {
+		err := s.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
+			if a, err := netip.ParseAddr(p.GetConf().GetNeighborAddress()); err == nil {
+				live[a.Unmap()] = p
+			}
+		})
+		if err != nil {
+			s.log.Warn("listing bgp peers", "routerID", s.cfg.RouterID, "err", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PeerStatus, 0, len(s.peers))
+	for _, pc := range s.sortedPeersLocked() {
+		ps := PeerStatus{Address: pc.Address, ASN: pc.ASN, State: "idle", Families: slices.Clone(pc.Families)}
+		if st := s.states[pc.Address]; st != nil {
+			if n, ok := stateNames[st.state]; ok {
+				ps.State = n
+			}
+			ps.Since, ps.LastError, ps.Rejected = st.since, st.lastError, st.rejected
+		}
+		if s.restarting && !s.ready && s.connected {
+			ps.LastError = "waiting for the restore to finish (graceful restart)"
+		}
+		if p := live[pc.Address]; p != nil {
+			if n, ok := apiStateNames[p.GetState().GetSessionState()]; ok {
+				ps.State = n
+			}
+			for _, af := range p.GetAfiSafis() {
+				ps.Received += af.GetState().GetReceived()
+			}
+			ps.AddPathRx = ps.State == "established" && addPathReceive(p.GetState().GetRemoteCap(), pc.Families)
+		}
+		if ps.State == "established" {
+			for _, f := range pc.Families {
+				ps.Advertised += perFamily[f]
+			}
+		}
+		ps.Accepted = uint64(s.table.acceptedBy(pc.Address))
+		out = append(out, ps)
+	}
+	return out
+}
+
+// Stop withdraws every route, closes the sessions with a Cease
+// notification (so peers drop our routes at once, graceful restart or
+// not) and stops the server. The Claims channel is closed.
+func (s *Speaker) Stop(ctx context.Context) error {
+	s.annMu.Lock()
+	var err error
+	if len(s.announced) > 0 && !s.isStopped() {
+		if err = s.srv.DeletePath(apiutil.DeletePathRequest{DeleteAll: true}); err != nil {
+			err = fmt.Errorf("withdrawing all routes: %w", err)
+		}
+		clear(s.announced)
+	}
+	s.annMu.Unlock()
+	return errors.Join(err, s.shutdown(ctx, false))
+}
+
+// Detach stops the server without withdrawing anything and closes the
+// sessions without a notification, as a crash would: peers with graceful
+// restart keep our routes as stale for the restart time, until a new
+// speaker started with Config.Restarting re-announces them. For a planned
+// restart.
+func (s *Speaker) Detach(ctx context.Context) error {
+	return s.shutdown(ctx, true)
+}
+
+func (s *Speaker) shutdown(ctx context.Context, keepRoutes bool) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	s.mu.Unlock()
+
+	// Unsubscribe first: GoBGP builds a costly event per dropped path for
+	// every watcher (seconds for 100,000 paths), and nobody reads them any
+	// more. Each watcher unregisters itself through GoBGP's management
+	// queue once it sees the cancellation; a few queued calls of our own
+	// let those go ahead of the shutdown. Best effort: it only saves time.
+	s.cancel()
+	for range 3 {
+		runtime.Gosched()
+		_, _ = s.srv.GetBgp(ctx, &api.GetBgpRequest{})
+	}
+	var err error
+	if keepRoutes {
+		err = s.srv.StopBgp(ctx, &api.StopBgpRequest{AllowGracefulRestart: true})
+		// Stop below only stops GoBGP's BFD server now; it complains
+		// that BGP is already stopped.
+		s.mute.Store(true)
+	}
+	s.srv.Stop()
+	s.mute.Store(true)
+	releaseBFD(s)
+	s.delivering.Wait()
+	close(s.claims)
+	if err != nil {
+		return fmt.Errorf("stopping bgp speaker %v: %w", s.cfg.RouterID, err)
+	}
+	return nil
+}
