@@ -54,15 +54,6 @@ var stateNames = map[gobgp.FSMState]string{
 	gobgp.BGP_FSM_ESTABLISHED: "established",
 }
 
-var apiStateNames = map[api.PeerState_SessionState]string{
-	api.PeerState_SESSION_STATE_IDLE:        "idle",
-	api.PeerState_SESSION_STATE_CONNECT:     "connect",
-	api.PeerState_SESSION_STATE_ACTIVE:      "active",
-	api.PeerState_SESSION_STATE_OPENSENT:    "opensent",
-	api.PeerState_SESSION_STATE_OPENCONFIRM: "openconfirm",
-	api.PeerState_SESSION_STATE_ESTABLISHED: "established",
-}
-
 func apiFamily(f Family) *api.Family {
 	if f == IPv6Unicast {
 		return &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}

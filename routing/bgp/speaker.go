@@ -569,10 +569,9 @@ func (s *Speaker) Peers() []PeerStatus {
 		if s.restarting && !s.ready && s.connected {
 			ps.LastError = "waiting for the restore to finish (graceful restart)"
 		}
+		// State and Since both come from GoBGP's state events, so they
+		// agree; ListPeer supplies the counters.
 		if p := live[pc.Address]; p != nil {
-			if n, ok := apiStateNames[p.GetState().GetSessionState()]; ok {
-				ps.State = n
-			}
 			for _, af := range p.GetAfiSafis() {
 				ps.Received += af.GetState().GetReceived()
 			}
