@@ -283,6 +283,7 @@ type speaker struct {
 func (r *speaker) Connect(ctx context.Context) error { return r.s.Connect(ctx) }
 func (r *speaker) Ready() error                      { return r.s.Ready() }
 func (r *speaker) Stop(ctx context.Context) error    { return r.s.Stop(ctx) }
+func (r *speaker) Detach(ctx context.Context) error  { return r.s.Detach(ctx) }
 func (r *speaker) Withdraw(p netip.Prefix) error     { return r.s.Withdraw(p) }
 func (r *speaker) SetPeers(ctx context.Context, peers []config.Peer) error {
 	return r.s.SetPeers(ctx, bgpPeers(peers))

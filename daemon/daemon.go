@@ -71,6 +71,8 @@ type Daemon struct {
 	inputs   chan hosts.Input // hints, notifications, probe answers
 	requests chan func()      // API reads and writes run on the engine goroutine
 
+	// keepRoutes makes the exit a planned restart (no withdrawals).
+	keepRoutes atomic.Bool
 	// resync asks the port watcher for a full re-list (reconcile).
 	resync func()
 	// closers release what Build opened, after the drain.
@@ -194,9 +196,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // drain withdraws every path and closes the sessions. Kernel routes stay:
 // VMs keep local connectivity, and a restarted roamd finds its state there.
+// After KeepRoutesOnExit it only closes the sessions, as a crash would:
+// peers keep the routes (graceful restart) for the next roamd to take over.
 func (d *Daemon) drain(ctx context.Context) error {
 	start := time.Now()
 	var errs []error
+	if d.keepRoutes.Load() {
+		for name, r := range d.routers {
+			if err := r.Detach(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("tenant %s: detaching BGP: %w", name, err))
+			}
+		}
+		d.log.Info("exited keeping routes: peers hold them for the graceful restart time", "took", time.Since(start).Round(time.Millisecond))
+		return errors.Join(errs...)
+	}
 	for name, r := range d.routers {
 		for _, p := range r.Announced() {
 			if err := r.Withdraw(p.Prefix); err != nil {
@@ -253,3 +266,8 @@ func (d *Daemon) AddTask(task func(ctx context.Context) error) { d.tasks = appen
 // OnReady sets what to call once the daemon has restored its state and
 // connected its sessions (before Run).
 func (d *Daemon) OnReady(fn func()) { d.ready = fn }
+
+// KeepRoutesOnExit makes the coming shutdown a planned restart: BGP sessions
+// close without withdrawing, so peers keep roamd's routes (graceful restart)
+// until the next roamd re-announces them. For upgrades.
+func (d *Daemon) KeepRoutesOnExit() { d.keepRoutes.Store(true) }

@@ -47,7 +47,10 @@ type Router interface {
 	// SetPeers applies a new peer list; unchanged sessions are not reset.
 	SetPeers(ctx context.Context, peers []config.Peer) error
 	Ready() error
+	// Stop withdraws everything and closes the sessions; Detach closes them
+	// as a crash would, so peers keep the routes under graceful restart.
 	Stop(ctx context.Context) error
+	Detach(ctx context.Context) error
 }
 
 // Path is a host route as roamd announces it.

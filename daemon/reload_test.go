@@ -28,6 +28,7 @@ func (r *fakeRouter) AllClaims() ([]ClaimSet, error) { return nil, nil }
 func (r *fakeRouter) Peers() []api.Peer              { return nil }
 func (r *fakeRouter) Ready() error                   { return nil }
 func (r *fakeRouter) Stop(context.Context) error     { return nil }
+func (r *fakeRouter) Detach(context.Context) error   { return nil }
 func (r *fakeRouter) SetPeers(_ context.Context, p []config.Peer) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

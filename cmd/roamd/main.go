@@ -89,9 +89,22 @@ func run(path string) error {
 		sdNotify("READY=1\nSTATUS=routing")
 		go watchdog(ctx, func(c context.Context) error { _, err := d.Status(c); return err })
 	})
+	// SIGUSR2: exit for a restart (an upgrade) without withdrawing: peers
+	// keep the routes under graceful restart until the new roamd takes over.
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	go func() {
+		select {
+		case <-usr2:
+			log.Info("SIGUSR2: exiting for a restart, keeping routes at the peers")
+			d.KeepRoutesOnExit()
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	go func() {
 		<-ctx.Done()
-		sdNotify("STOPPING=1\nSTATUS=draining: withdrawing every path")
+		sdNotify("STOPPING=1\nSTATUS=stopping")
 	}()
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
