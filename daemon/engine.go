@@ -104,12 +104,14 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case hosts.PreparePort:
+			// Capture first: a VM may announce itself the moment its port
+			// appears, and preparing the port takes a few milliseconds.
+			if err := d.capture.Watch(a.Port, d.portIndex[a.Port]); err != nil {
+				d.log.Error("capturing on port", "port", a.Port, "err", err)
+			}
 			if err := d.kernel.PreparePort(a.Port, a.Tenant); err != nil {
 				d.log.Error("preparing port", "port", a.Port, "err", err)
 				d.metrics.actionErrors.WithLabelValues("prepare-port").Inc()
-			}
-			if err := d.capture.Watch(a.Port, d.portIndex[a.Port]); err != nil {
-				d.log.Error("capturing on port", "port", a.Port, "err", err)
 			}
 		case hosts.StagePort:
 			d.stagePort(a)

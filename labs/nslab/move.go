@@ -262,10 +262,13 @@ func (l *Lab) Move(ctx context.Context, m Move) (*MoveReport, error) {
 	}
 
 	send := func(kind string, frame []byte) error {
+		// Stamped before the write: the kernel hands the frame to roamd's
+		// socket within the call, so a stamp after it can follow roamd's.
+		at := time.Now()
 		if _, err := conn.WriteTo(frame, &packet.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
 			return fmt.Errorf("sending %s from %s: %w", kind, m.VM, err)
 		}
-		r.Frames = append(r.Frames, SentFrame{Kind: kind, At: time.Now()})
+		r.Frames = append(r.Frames, SentFrame{Kind: kind, At: at})
 		return nil
 	}
 	if m.Kind == Cold {

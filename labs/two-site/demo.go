@@ -4,8 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
-	"text/tabwriter"
+	"math"
 	"time"
 
 	"github.com/roamd/roamd/labs/nslab"
@@ -22,11 +21,27 @@ type MoveResult struct {
 	// TCPErr is why it failed.
 	TCPRTT time.Duration
 	TCPErr error
+	// Arrival is roamd's record of the VM arriving on the new hypervisor
+	// (`roamctl show moves`), nil if it logged none; Departure the old
+	// hypervisor's record of yielding it to the new one, nil when it did
+	// not (it had withdrawn already, when its port went).
+	Arrival, Departure *nslab.RoamdMove
+	// LeafRoutes are the leaves' route changes for the VM during the move
+	// (see LeafRoutes.Attach); empty when not watched.
+	LeafRoutes []RouteChange
+	// Updates are the hypervisors' BGP UPDATEs announcing the VM during
+	// the move (see UpdateTap.Attach); empty when not captured.
+	Updates []SentUpdate
+	// ProbeLag is the most a probe of the move's window left behind its
+	// schedule (CPU contention); ProbeBlind how long no probe left before
+	// the first lost one, beyond an interval. See Summarise.
+	ProbeLag, ProbeBlind time.Duration
 }
 
 // MoveVM moves the VM to hypervisor m.To and waits until the fabric routes
 // to it there and probe replies flow again; then it exercises the TCP
-// session. The probe statistics are filled in later, by Summarise.
+// session and collects both roamds' records of the move. The probe
+// statistics are filled in later, by Summarise.
 func MoveVM(ctx context.Context, lab *nslab.Lab, traffic *Traffic, m nslab.Move) (*MoveResult, error) {
 	m.VM = VM
 	rep, err := lab.Move(ctx, m)
@@ -45,7 +60,63 @@ func MoveVM(ctx context.Context, lab *nslab.Lab, traffic *Traffic, m nslab.Move)
 		}
 		res.TCPRTT, res.TCPErr = traffic.TCP.Check(10 * time.Second)
 	}
+	if res.Arrival, err = arrival(wctx, lab, m.To, rep.Start); err != nil {
+		return res, err
+	}
+	ms, err := lab.RoamdMoves(wctx, rep.From)
+	if err != nil {
+		return res, err
+	}
+	res.Departure = firstMove(ms, "departed", rep.Start)
 	return res, nil
+}
+
+// oldGoneWait bounds the wait for the new hypervisor to see the old site's
+// path go: FRR takes ~50 ms per hop, so seconds mean it never will.
+const oldGoneWait = 3 * time.Second
+
+// arrival returns roamd's record of the VM's arrival on hv after since,
+// once it says when the old site's path went (ADD-PATH); after oldGoneWait
+// without that, the record as it is.
+func arrival(ctx context.Context, lab *nslab.Lab, hv string, since time.Time) (*nslab.RoamdMove, error) {
+	var found *nslab.RoamdMove
+	wctx, cancel := context.WithTimeout(ctx, oldGoneWait)
+	defer cancel()
+	err := nslab.Poll(wctx, "roamd on "+hv+" logging the VM's arrival and the old path's withdrawal", func(ctx context.Context) (bool, string, error) {
+		ms, err := lab.RoamdMoves(ctx, hv)
+		if err != nil {
+			return false, "", err
+		}
+		found = firstMove(ms, "arrived", since)
+		switch {
+		case found == nil:
+			return false, fmt.Sprintf("%d moves, no arrival of %s since the move started", len(ms), VMAddr), nil
+		case found.From == "":
+			return true, "", nil // no other site held it: nothing to withdraw
+		default:
+			return found.OldWithdrawnUS > 0, "arrival logged, old path not gone yet", nil
+		}
+	})
+	if found != nil {
+		return found, nil
+	}
+	return nil, err
+}
+
+// firstMove returns the VM's first move (of its IPv4 address) in direction
+// ("arrived" or "departed") logged at or after since: the claim or the
+// yield; later frames only refresh them.
+func firstMove(ms []nslab.RoamdMove, direction string, since time.Time) *nslab.RoamdMove {
+	var first *nslab.RoamdMove
+	for i, m := range ms {
+		if m.Address != VMAddr.String() || m.Direction != direction || m.Time.Before(since.Round(0)) {
+			continue
+		}
+		if first == nil || m.Time.Before(first.Time) {
+			first = &ms[i]
+		}
+	}
+	return first
 }
 
 // Summarise fills each move's probe statistics from the probe's record: a
@@ -60,7 +131,51 @@ func Summarise(results []*MoveResult, rec *probe.Result) {
 			end = results[i+1].Report.Start
 		}
 		r.Probe = rec.Window(r.Report.Start, end)
+		r.ProbeLag = lag(rec, r.Report.Start, end)
+		r.ProbeBlind = blindBeforeLoss(rec, r.Report.Start, end)
 	}
+}
+
+// blindBeforeLoss returns how long before the first probe lost in [from,
+// to) no probe was sent, beyond one interval: the loss began somewhere in
+// that stretch, so the gap may start that much too late.
+func blindBeforeLoss(rec *probe.Result, from, to time.Time) time.Duration {
+	lo, hi := window(rec, from, to)
+	for i, sent := range rec.Sent {
+		if sent < lo || sent >= hi || rec.Recv[i] >= 0 {
+			continue
+		}
+		if i == 0 {
+			return 0
+		}
+		return max(0, time.Duration(sent-rec.Sent[i-1])-rec.Interval)
+	}
+	return 0
+}
+
+// window converts [from, to) into the record's send times (ns after its
+// start); a zero to means up to the last probe.
+func window(rec *probe.Result, from, to time.Time) (lo, hi int64) {
+	lo, hi = from.Sub(rec.Start).Nanoseconds(), math.MaxInt64
+	if !to.IsZero() {
+		hi = to.Sub(rec.Start).Nanoseconds()
+	}
+	return lo, hi
+}
+
+// lag returns how far behind its schedule (probe n at (n+1) intervals
+// after the start) the prober fell within [from, to): a prober starved of
+// CPU sends the probes it owes in a burst, so fewer probes span the same
+// outage.
+func lag(rec *probe.Result, from, to time.Time) time.Duration {
+	lo, hi := window(rec, from, to)
+	var worst int64
+	for i, sent := range rec.Sent {
+		if sent >= lo && sent < hi {
+			worst = max(worst, sent-int64(i+1)*rec.Interval.Nanoseconds())
+		}
+	}
+	return time.Duration(worst)
 }
 
 // DemoOptions configure Demo.
@@ -69,7 +184,8 @@ type DemoOptions struct {
 	Moves int
 	Kind  nslab.MoveKind
 	// Pause is how long the port is away between hypervisors; Boot the
-	// delay before a cold-moved VM announces itself.
+	// delay from the port being up with carrier to the VM's first
+	// announcement (a cold move's boot, a live VM's resume).
 	Pause, Boot time.Duration
 	// GARP makes live moves send a gratuitous ARP with each RARP.
 	GARP bool
@@ -123,6 +239,16 @@ func Demo(ctx context.Context, o DemoOptions) (err error) {
 	}
 	defer traffic.Close()
 	fmt.Fprintf(out, "probing %s:%d from the client every %s, TCP session open\n", VMAddr, EchoPort, o.Interval)
+	routes, err := WatchLeafRoutes(lab, Leaf1, Leaf2)
+	if err != nil {
+		return err
+	}
+	defer routes.Close()
+	updates, err := TapUpdates(lab, HV1, HV2)
+	if err != nil {
+		return err
+	}
+	defer updates.Close()
 
 	var results []*MoveResult
 	for i := 0; i < o.Moves; i++ {
@@ -140,7 +266,15 @@ func Demo(ctx context.Context, o DemoOptions) (err error) {
 		return err
 	}
 	rec := traffic.Close()
+	routes.Close()
+	updates.Close()
 	Summarise(results, rec)
+	if err := routes.Attach(results); err != nil {
+		fmt.Fprintln(out, "leaf route timings may be incomplete:", err)
+	}
+	if err := updates.Attach(results); err != nil {
+		fmt.Fprintln(out, "UPDATE timings may be incomplete:", err)
+	}
 	fmt.Fprintln(out)
 	PrintReport(out, results)
 	for _, r := range results {
@@ -150,58 +284,6 @@ func Demo(ctx context.Context, o DemoOptions) (err error) {
 	}
 	return nil
 }
-
-// PrintReport writes the per-move table and each move's timeline.
-func PrintReport(w io.Writer, results []*MoveResult) {
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "move\tkind\tfrom → to\tpause\tprobes\tlost\toutage\tgap\tmax delay\tTCP\t")
-	for i, r := range results {
-		rep := r.Report
-		if rep == nil {
-			continue
-		}
-		tcp := "ok " + msf(r.TCPRTT)
-		if r.TCPErr != nil {
-			tcp = "FAILED"
-		}
-		gap := "-"
-		switch {
-		case r.Probe.Gap > 0:
-			gap = msf(r.Probe.Gap)
-		case r.Probe.Gap < 0:
-			gap = "never"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s → %s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", i+1, rep.Kind, rep.From, rep.To,
-			msf(rep.Pause), r.Probe.Sent, r.Probe.Lost, msf(r.Probe.Outage), gap, msf(r.Probe.MaxDelay), tcp)
-	}
-	tw.Flush()
-	fmt.Fprintln(w, "\noutage: longest run of lost probes × interval; gap: first lost probe sent → first later reply received;")
-	fmt.Fprintln(w, "max delay: slowest reply that did come back; TCP: round trip of a check on a session opened before the moves.")
-	fmt.Fprintln(w, "\ntimeline (ms after the port started to leave):")
-	for i, r := range results {
-		rep := r.Report
-		if rep == nil {
-			continue
-		}
-		at := func(t time.Time) string { return fmt.Sprintf("%.1f", float64(t.Sub(rep.Start))/1e6) }
-		var frames []string
-		for _, f := range rep.Frames {
-			frames = append(frames, f.Kind+" "+at(f.At))
-		}
-		traffic := "no probe lost"
-		if r.Probe.Lost > 0 {
-			back := "never"
-			if r.Probe.Gap > 0 {
-				back = fmt.Sprintf("%.1f", float64(r.Probe.FirstLoss+r.Probe.Gap)/1e6)
-			}
-			traffic = fmt.Sprintf("probes lost from %.1f, replies again from %s", float64(r.Probe.FirstLoss)/1e6, back)
-		}
-		fmt.Fprintf(w, "  move %d: gone from %s %s, up on %s %s, sent [%s]; %s\n",
-			i+1, rep.From, at(rep.Left), rep.To, at(rep.Arrived), strings.Join(frames, ", "), traffic)
-	}
-}
-
-func msf(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

@@ -181,6 +181,7 @@ func demoCommand(out io.Writer) *cobra.Command {
 		o           twosite.DemoOptions
 		cold        bool
 		pause, boot time.Duration
+		resume      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -193,7 +194,7 @@ func demoCommand(out io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o.Lab, o.Out, o.Pause = opts, out, pause
+			o.Lab, o.Out, o.Pause, o.Boot = opts, out, pause, resume
 			if cold {
 				o.Kind = nslab.Cold
 				o.Boot = boot
@@ -209,6 +210,7 @@ func demoCommand(out io.Writer) *cobra.Command {
 	cmd.Flags().BoolVar(&cold, "cold", false, "cold moves (HA restart: the VM announces itself with one gratuitous ARP) instead of live migrations (RARP)")
 	cmd.Flags().DurationVar(&pause, "pause", 0, "time the VM's port is away between hypervisors (cold default: 2s)")
 	cmd.Flags().DurationVar(&boot, "boot", 500*time.Millisecond, "cold moves: time from the port coming up to the guest's gratuitous ARP")
+	cmd.Flags().DurationVar(&resume, "resume-after", 0, "live moves: time from the port coming up to the VM resuming and sending its first RARP (a real tap is up long before the VM resumes)")
 	cmd.Flags().BoolVar(&o.GARP, "garp", false, "live moves: also send a gratuitous ARP with each RARP, as a virtio guest does")
 	cmd.Flags().DurationVar(&o.Interval, "interval", time.Millisecond, "probe interval")
 	return cmd
