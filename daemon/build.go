@@ -16,6 +16,7 @@ import (
 	"github.com/roamd/roamd/detect/capture"
 	"github.com/roamd/roamd/detect/frames"
 	"github.com/roamd/roamd/detect/ports"
+	"github.com/roamd/roamd/detect/probe"
 	"github.com/roamd/roamd/routing/bgp"
 	"github.com/roamd/roamd/routing/fib"
 	"github.com/roamd/roamd/routing/notify"
@@ -71,6 +72,11 @@ func Build(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, vers
 		Config: cfg, Logger: log, Kernel: fibKernel{kern}, Routers: routers, Capture: capt,
 		Journal: jr, Restored: remembered, Metrics: m, Version: version,
 	}
+	o.Prober = ownerProber{probe.New(probe.Options{
+		GatewayMAC: net.HardwareAddr(cfg.GatewayMAC),
+		Source:     func(port string, addr netip.Addr) netip.Addr { return probeSource(cfg, port, addr) },
+		Logger:     log.With("part", "probe"),
+	})}
 	var nc *notify.Conn
 	if cfg.Forwarding.NotifyPort != 0 {
 		nc, err = notify.Listen(cfg.RouterID, cfg.Forwarding.NotifyPort, []byte(cfg.Forwarding.NotifyKey), log.With("part", "notify"))
@@ -107,6 +113,10 @@ func fibConfig(cfg *config.Config) fib.Config {
 		TxQueueLen:    cfg.Kernel.TxQueueLen,
 		ForwardDevice: cfg.Forwarding.Device,
 		ForwardPort:   cfg.Forwarding.Port,
+		GuardUDPPorts: []int{cfg.Forwarding.Port},
+	}
+	if cfg.Forwarding.NotifyPort != 0 {
+		c.GuardUDPPorts = append(c.GuardUDPPorts, cfg.Forwarding.NotifyPort)
 	}
 	for _, t := range cfg.Tenants {
 		c.Tenants = append(c.Tenants, fib.TenantConfig{Name: t.Name, ID: t.ID, Table: t.Table, Gateways: t.Gateways, Uplinks: t.Uplinks})
@@ -282,6 +292,7 @@ type speaker struct {
 
 func (r *speaker) Connect(ctx context.Context) error { return r.s.Connect(ctx) }
 func (r *speaker) Ready() error                      { return r.s.Ready() }
+func (r *speaker) Synced() <-chan struct{}           { return r.s.Synced() }
 func (r *speaker) Stop(ctx context.Context) error    { return r.s.Stop(ctx) }
 func (r *speaker) Detach(ctx context.Context) error  { return r.s.Detach(ctx) }
 func (r *speaker) Withdraw(p netip.Prefix) error     { return r.s.Withdraw(p) }
@@ -346,6 +357,34 @@ func (r *speaker) Peers() []api.Peer {
 			v.Families = append(v.Families, f.String())
 		}
 		out = append(out, v)
+	}
+	return out
+}
+
+// ownerProber adapts detect/probe to Prober.
+type ownerProber struct{ p *probe.Prober }
+
+func (o ownerProber) Probe(ctx context.Context, a hosts.ProbeOwner) bool {
+	return o.p.Probe(ctx, probe.Request{Addr: a.Key.Addr, MAC: a.MAC, Port: a.Port})
+}
+
+// probeSource is the address a local probe out of port is sent from: the
+// port's tenant gateway in addr's family (link-local first for IPv6).
+func probeSource(cfg *config.Config, port string, addr netip.Addr) netip.Addr {
+	t := cfg.TenantForPort(port)
+	if t == nil {
+		return netip.Addr{}
+	}
+	var out netip.Addr
+	for _, g := range t.Gateways {
+		switch {
+		case addr.Is4() && g.Is4():
+			return g
+		case addr.Is6() && g.Is6() && g.IsLinkLocalUnicast():
+			return g
+		case addr.Is6() && g.Is6() && !out.IsValid():
+			out = g
+		}
 	}
 	return out
 }

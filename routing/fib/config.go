@@ -42,6 +42,10 @@ type Config struct {
 	ForwardDevice string
 	// ForwardPort is the VXLAN UDP port (default 4789).
 	ForwardPort int
+	// GuardUDPPorts are UDP ports only the underlay may reach: traffic to
+	// them from VM ports and tenant uplinks is dropped (the forward port
+	// and the move-notification port). Empty: no guard.
+	GuardUDPPorts []int
 	Tenants     []TenantConfig
 }
 

@@ -20,6 +20,7 @@ import (
 // every method is idempotent.
 type FIB struct {
 	cfg     Config
+	ns      netns.NsHandle
 	h       *netlink.Handle
 	raw     rawConn
 	sysctl  Sysctl
@@ -62,6 +63,7 @@ func New(cfg Config, ns netns.NsHandle, sysctl Sysctl, log *slog.Logger) (*FIB, 
 	}
 	f := &FIB{
 		cfg:     cfg,
+		ns:      ns,
 		h:       h,
 		raw:     raw,
 		sysctl:  sysctl,

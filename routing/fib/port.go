@@ -27,6 +27,9 @@ func (f *FIB) PreparePort(port, tenant string) error {
 		return fmt.Errorf("preparing port %s: %w", port, err)
 	}
 	var errs []error
+	if err := f.guardPort(port); err != nil {
+		errs = append(errs, err)
+	}
 	// proxy_delay defaults to up to 0.8 s of random delay before a proxy
 	// ARP reply; a moved VM cannot wait that long.
 	if err := f.setSysctls(

@@ -35,6 +35,9 @@ func (f *FIB) Setup() error {
 	if err := f.ensureStaticRules(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := f.ensureGuard(); err != nil {
+		errs = append(errs, err)
+	}
 	f.refreshSource()
 	return errors.Join(errs...)
 }
