@@ -78,6 +78,11 @@ type Daemon struct {
 	// closers release what Build opened, after the drain.
 	closers []func() error
 
+	// syncing holds new frames until the fabric's initial tables are in;
+	// held are the frames waiting.
+	syncing bool
+	held    []frameIn
+
 	portIndex map[string]int
 	moves     *moveLog
 	pending   map[hosts.Key]pendingOld
@@ -121,6 +126,7 @@ func New(o Options) (*Daemon, error) {
 		pending:   map[hosts.Key]pendingOld{},
 	}
 	d.current.Store(cfg)
+	d.syncing = cfg.Timers.StartupHold > 0
 	if d.metrics == nil {
 		d.metrics = NewMetrics(nil)
 	}
@@ -176,6 +182,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return api.Serve(gctx, d.cfg.API.Socket, d, d.log) })
 	g.Go(func() error { return d.loop(gctx) })
+	g.Go(func() error { d.waitStartupSync(gctx); return nil })
 	if d.ready != nil {
 		d.ready()
 	}

@@ -22,6 +22,10 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case f := <-d.frames:
+			if d.syncing {
+				d.hold(f)
+				continue
+			}
 			d.apply(f.frame, f.read)
 		case ev := <-d.ports:
 			d.portEvent(ev)
@@ -263,4 +267,49 @@ func actionName(a hosts.Action) string {
 		return "forward-route"
 	}
 	return "other"
+}
+
+// maxHeld bounds the frames kept while waiting for the fabric's tables.
+const maxHeld = 8192
+
+func (d *Daemon) hold(f frameIn) {
+	if len(d.held) >= maxHeld {
+		d.held = d.held[1:]
+	}
+	d.held = append(d.held, f)
+}
+
+// waitStartupSync waits until every speaker has its initial table, or the
+// startup hold is over, then lets the held frames through: new claims made
+// after that outbid the sequences and respect the bindings the fabric has.
+func (d *Daemon) waitStartupSync(ctx context.Context) {
+	if !d.syncing {
+		return
+	}
+	start := time.Now()
+	deadline := time.NewTimer(d.cfg.Timers.StartupHold)
+	defer deadline.Stop()
+	complete := true
+wait:
+	for _, r := range d.routers {
+		select {
+		case <-r.Synced():
+		case <-deadline.C:
+			complete = false
+			break wait
+		case <-ctx.Done():
+			return
+		}
+	}
+	_ = d.do(ctx, func() {
+		for tenant, r := range d.routers {
+			d.reconcileClaims(tenant, r)
+		}
+		held := d.held
+		d.syncing, d.held = false, nil
+		d.log.Info("fabric tables in: claiming", "complete", complete, "waited", time.Since(start).Round(time.Millisecond), "heldFrames", len(held))
+		for _, f := range held {
+			d.apply(f.frame, f.read)
+		}
+	})
 }

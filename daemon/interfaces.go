@@ -43,6 +43,9 @@ type Router interface {
 	// host prefix.
 	Claims() <-chan ClaimSet
 	AllClaims() ([]ClaimSet, error)
+	// Synced is closed once every session delivered its initial table
+	// (End-of-RIB).
+	Synced() <-chan struct{}
 	Peers() []api.Peer
 	// SetPeers applies a new peer list; unchanged sessions are not reset.
 	SetPeers(ctx context.Context, peers []config.Peer) error

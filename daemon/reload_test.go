@@ -27,6 +27,7 @@ func (r *fakeRouter) Claims() <-chan ClaimSet        { return r.claims }
 func (r *fakeRouter) AllClaims() ([]ClaimSet, error) { return nil, nil }
 func (r *fakeRouter) Peers() []api.Peer              { return nil }
 func (r *fakeRouter) Ready() error                   { return nil }
+func (r *fakeRouter) Synced() <-chan struct{}        { return closed }
 func (r *fakeRouter) Stop(context.Context) error     { return nil }
 func (r *fakeRouter) Detach(context.Context) error   { return nil }
 func (r *fakeRouter) SetPeers(_ context.Context, p []config.Peer) error {
@@ -35,6 +36,8 @@ func (r *fakeRouter) SetPeers(_ context.Context, p []config.Peer) error {
 	r.setPeers = append(r.setPeers, p)
 	return nil
 }
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func TestReloadAppliesPeersAndPortPatterns(t *testing.T) {
 	cfg := testConfig(t, 1790)

@@ -44,8 +44,8 @@ func newRootCommand() *cobra.Command {
 			return run(v.GetString("config"))
 		},
 	}
-	root.Flags().String("config", "/etc/roamd/roamd.yaml", "configuration file (env ROAMD_CONFIG)")
-	_ = v.BindPFlag("config", root.Flags().Lookup("config"))
+	root.PersistentFlags().String("config", "/etc/roamd/roamd.yaml", "configuration file (env ROAMD_CONFIG)")
+	_ = v.BindPFlag("config", root.PersistentFlags().Lookup("config"))
 	_ = v.BindEnv("config", "ROAMD_CONFIG")
 
 	root.AddCommand(&cobra.Command{

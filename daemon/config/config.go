@@ -173,6 +173,10 @@ type Timers struct {
 	Drain     time.Duration `mapstructure:"drain"`
 	// StagedExpiry forgets a staged host that never showed up.
 	StagedExpiry time.Duration `mapstructure:"staged_expiry"`
+	// StartupHold bounds how long new claims wait after a start for every
+	// BGP session's initial table (End-of-RIB), so they outbid the
+	// sequence numbers and respect the bindings the fabric already has.
+	StartupHold time.Duration `mapstructure:"startup_hold"`
 }
 
 // HardwareAddr is a MAC address that parses from text.

@@ -115,8 +115,8 @@ func TestShippedConfigsLoad(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) &&
-				strings.HasPrefix(d.Name(), "roamd") {
+			// roamd configurations are roamd*.yaml; topologies are *.clab.yml.
+			if !d.IsDir() && strings.HasSuffix(path, ".yaml") && strings.HasPrefix(d.Name(), "roamd") {
 				files = append(files, path)
 			}
 			return nil

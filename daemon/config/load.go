@@ -48,6 +48,7 @@ var defaults = map[string]any{
 	"timers.reconcile":         "30s",
 	"timers.drain":             "5s",
 	"timers.staged_expiry":     "120s",
+	"timers.startup_hold":      "10s",
 }
 
 // Load reads, parses and validates the configuration file at path.

@@ -51,8 +51,10 @@ func (c *Config) Validate() error {
 	}
 
 	if c.BGP.Community != "" {
-		if _, err := ParseCommunity(c.BGP.Community); err != nil {
+		if v, err := ParseCommunity(c.BGP.Community); err != nil {
 			bad("bgp.community", "%v", err)
+		} else if v>>16 == 0xFFFF || v>>16 == 0 {
+			bad("bgp.community", "%s is in a reserved range (0:x, 65535:x are well-known communities)", c.BGP.Community)
 		}
 	}
 	if gr := c.BGP.GracefulRestart; gr < 0 || gr > 4095*time.Second {
@@ -117,6 +119,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timers.Drain <= 0 {
 		bad("timers.drain", "must be positive")
+	}
+	if c.Timers.StartupHold < 0 {
+		bad("timers.startup_hold", "must not be negative")
 	}
 	if c.Timers.StagedExpiry <= 0 {
 		bad("timers.staged_expiry", "must be positive")

@@ -425,11 +425,12 @@ func (t *Table) remoteClaims(in RemoteClaims) []Action {
 // claimWaitingRARP claims key now if a RARP from mac arrived here shortly
 // before its binding was known.
 func (t *Table) claimWaitingRARP(key Key, mac net.HardwareAddr, now time.Time) []Action {
+	// The RARP stays for its whole window: a dual-stack VM's addresses
+	// arrive in separate BGP updates, each claimed as it comes.
 	f, ok := t.unknownRARP[key.Tenant][string(mac)]
 	if !ok {
 		return nil
 	}
-	delete(t.unknownRARP[key.Tenant], string(mac))
 	port, up := t.ports[f.Port]
 	if !up || now.Sub(f.Time) > unknownRARPWindow {
 		return nil

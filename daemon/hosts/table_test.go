@@ -349,3 +349,17 @@ func TestSpoofedSenderMACIsRefused(t *testing.T) {
 		t.Fatalf("spoofed frame created a host: %+v", h)
 	}
 }
+
+func TestWaitingRARPClaimsEveryAddressAsItsBindingArrives(t *testing.T) {
+	tb := newTable()
+	tb.Apply(PortUp{Time: at(0), Port: "tap1", Tenant: "default"})
+	tb.Apply(Frame{Time: at(10), Port: "tap1", Source: SourceRARP, MAC: vmMAC})
+	tb.Apply(RemoteClaims{Time: at(40), Key: key6, Claims: []Claim{{Origin: hvB, Seq: 2, MAC: vmMAC}}})
+	tb.Apply(RemoteClaims{Time: at(60), Key: key, Claims: []Claim{{Origin: hvB, Seq: 7, MAC: vmMAC}}})
+	for k, seq := range map[Key]uint32{key6: 3, key: 8} {
+		h, ok := tb.Host(k)
+		if !ok || h.State != Announced || h.Seq != seq {
+			t.Errorf("%s after its binding arrived: %+v, want announced with seq %d", k, h, seq)
+		}
+	}
+}

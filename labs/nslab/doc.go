@@ -10,10 +10,12 @@
 // behind.
 //
 // A node's role decides what runs in it. It is the node's "roamlab.role"
-// label (frr, roamd, host or vm) or, without one, inferred: a bind of
-// /etc/frr/frr.conf makes an FRR router, a cmd starting with "roamd" a
-// hypervisor. FRR nodes run the bound daemons and frr.conf as an FRR
-// instance named like the namespace (vtysh -N <namespace>); roamd nodes run
+// label (frr, bird, roamd, host or vm) or, without one, inferred: a bind of
+// /etc/frr/frr.conf makes an FRR router, one of /etc/bird/bird.conf a BIRD
+// router, a cmd starting with "roamd" a hypervisor. FRR nodes run the bound
+// daemons and frr.conf as an FRR instance named like the namespace (vtysh -N
+// <namespace>); BIRD nodes run bird in the foreground with the bound config
+// and its control socket in the node's run directory (Birdc); roamd nodes run
 // their cmd with "roamd" replaced by the roamd binary and bind targets by
 // the node's copies of the bound files. Every node's bound files are copied
 // into its directory of the run directory (at their target paths, as in a

@@ -56,6 +56,7 @@ type Lab struct {
 	park    *Node // holds VM ports between hypervisors during a move
 	frr     []*frrInstance
 	roamds  []*daemon
+	bird    []*daemon // BIRD routers
 
 	closeOnce sync.Once
 	closeErr  error
@@ -192,6 +193,9 @@ func Up(ctx context.Context, topo *clab.Topology, opts Options) (lab *Lab, err e
 	}
 	if needFRR {
 		log.Info("FRR running", "took", time.Since(start).Round(time.Millisecond))
+	}
+	if err := l.startBIRDNodes(ctx); err != nil {
+		return l, err
 	}
 
 	for _, name := range topo.NodeNames() {
@@ -365,7 +369,7 @@ func (l *Lab) NodesOwning(addr netip.Addr) ([]string, error) {
 func (l *Lab) LogFiles() map[string][]string {
 	out := map[string][]string{}
 	for _, n := range l.Nodes() {
-		for _, f := range []string{"frr.log", "roamd.log"} {
+		for _, f := range []string{"frr.log", "bird.log", "roamd.log"} {
 			p := filepath.Join(l.nodeDir(n), f)
 			if st, err := os.Stat(p); err == nil && st.Size() > 0 {
 				out[n.Name] = append(out[n.Name], p)
@@ -412,6 +416,9 @@ func (l *Lab) close() error {
 	wg.Wait()
 	for _, f := range l.frr {
 		wg.Go(func() { add(f.stop()) })
+	}
+	for _, b := range l.bird {
+		wg.Go(func() { add(b.stop(5 * time.Second)) })
 	}
 	wg.Wait()
 

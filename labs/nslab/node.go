@@ -25,6 +25,7 @@ const (
 	RoleRoamd Role = "roamd" // a hypervisor running roamd
 	RoleHost  Role = "host"  // a plain host
 	RoleVM    Role = "vm"    // a VM whose port lives on a hypervisor
+	RoleBIRD  Role = "bird"  // a BIRD router
 )
 
 // RoleLabel is the node label naming its role.
@@ -35,13 +36,16 @@ const RoleLabel = "roamlab.role"
 func RoleOf(n *clab.Node) (Role, error) {
 	if r, ok := n.Labels[RoleLabel]; ok {
 		switch Role(r) {
-		case RoleFRR, RoleRoamd, RoleHost, RoleVM:
+		case RoleFRR, RoleRoamd, RoleHost, RoleVM, RoleBIRD:
 			return Role(r), nil
 		}
-		return "", fmt.Errorf("node %s: label %s: unknown role %q (want frr, roamd, host or vm)", n.Name, RoleLabel, r)
+		return "", fmt.Errorf("node %s: label %s: unknown role %q (want frr, bird, roamd, host or vm)", n.Name, RoleLabel, r)
 	}
 	if _, ok := n.Bind(frrConfTarget); ok {
 		return RoleFRR, nil
+	}
+	if _, ok := n.Bind(birdConfTarget); ok {
+		return RoleBIRD, nil
 	}
 	if f := strings.Fields(n.Cmd); len(f) > 0 && f[0] == "roamd" {
 		return RoleRoamd, nil

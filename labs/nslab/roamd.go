@@ -64,7 +64,9 @@ func startRoamd(n *Node, roamdBin, logDir string) (*daemon, error) {
 	for k, v := range n.spec.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	cmd.Env = append(cmd.Env, "ROAMD_API_SOCKET="+n.APISocket)
+	// Each roamd keeps its own journal: a shared default path would mix
+	// the sequence numbers of every hypervisor of every lab on the machine.
+	cmd.Env = append(cmd.Env, "ROAMD_API_SOCKET="+n.APISocket, "ROAMD_STATE_JOURNAL="+filepath.Join(logDir, "journal"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// ip netns exec execs roamd in place, so roamd gets the signal if this
 	// process dies without tearing down.

@@ -41,6 +41,7 @@ type Speaker struct {
 	table       *claimTable
 	claims      chan ClaimSet
 	established chan struct{}
+	sync        *initialSync
 	rejected    atomic.Uint64
 	cancel      context.CancelFunc // watchers and claim delivery
 	delivering  sync.WaitGroup
@@ -92,6 +93,11 @@ func New(cfg Config) (*Speaker, error) {
 		s.peers[p.Address] = p
 	}
 	s.cfg.Peers = nil
+	initial := map[string][]Family{}
+	for a, p := range s.peers {
+		initial[a.String()] = p.Families
+	}
+	s.sync = newInitialSync(initial)
 	if err := claimBFD(s, slices.Collect(maps.Values(s.peers))); err != nil {
 		return nil, err
 	}
@@ -145,6 +151,10 @@ func (s *Speaker) watch() error {
 	if err := s.srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer},
 		server.WatchPeer()); err != nil {
 		return fmt.Errorf("watching sessions: %w", err)
+	}
+	if err := s.srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPathEor: s.onEor},
+		server.WatchEor(false)); err != nil {
+		return fmt.Errorf("watching end-of-rib: %w", err)
 	}
 	s.delivering.Add(1)
 	go func() {

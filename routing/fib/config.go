@@ -46,7 +46,7 @@ type Config struct {
 	// them from VM ports and tenant uplinks is dropped (the forward port
 	// and the move-notification port). Empty: no guard.
 	GuardUDPPorts []int
-	Tenants     []TenantConfig
+	Tenants       []TenantConfig
 }
 
 const (
