@@ -225,6 +225,7 @@ func hostView(h hosts.Host) api.Host {
 		v.ForwardTo = h.ForwardTo.String()
 		v.ForwardUntil = h.ForwardUntil
 	}
+	v.PathKept = h.PathKept
 	return v
 }
 

@@ -79,6 +79,7 @@ asn: 65011
 gateway_mac: "02:00:5e:10:00:01"
 state: {journal: %s}
 api: {socket: %s}
+timers: {startup_hold: 0s}
 tenants:
   - name: default
     id: 1

@@ -75,7 +75,7 @@ func (d *Daemon) reconcile() {
 func (d *Daemon) reconcilePaths(tenant string, r Router) {
 	want := map[netip.Prefix]Path{}
 	for _, h := range d.table.Hosts() {
-		if h.Tenant == tenant && h.State == hosts.Announced {
+		if h.Tenant == tenant && (h.State == hosts.Announced || (h.State == hosts.Yielded && h.PathKept)) {
 			want[h.Key.Prefix()] = Path{Prefix: h.Key.Prefix(), Seq: h.Seq, Sticky: h.Pinned, MAC: h.MAC}
 		}
 	}

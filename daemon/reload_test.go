@@ -14,22 +14,39 @@ import (
 
 // fakeRouter is a BGP speaker that records what it is asked.
 type fakeRouter struct {
-	mu       sync.Mutex
-	setPeers [][]config.Peer
-	claims   chan ClaimSet
+	mu        sync.Mutex
+	setPeers  [][]config.Peer
+	announced []Path
+	all       []ClaimSet
+	claims    chan ClaimSet
+	synced    chan struct{} // nil: synced from the start
 }
 
-func (r *fakeRouter) Connect(context.Context) error  { return nil }
-func (r *fakeRouter) Announce(Path) error            { return nil }
-func (r *fakeRouter) Withdraw(netip.Prefix) error    { return nil }
-func (r *fakeRouter) Announced() []Path              { return nil }
-func (r *fakeRouter) Claims() <-chan ClaimSet        { return r.claims }
-func (r *fakeRouter) AllClaims() ([]ClaimSet, error) { return nil, nil }
-func (r *fakeRouter) Peers() []api.Peer              { return nil }
-func (r *fakeRouter) Ready() error                   { return nil }
-func (r *fakeRouter) Synced() <-chan struct{}        { return closed }
-func (r *fakeRouter) Stop(context.Context) error     { return nil }
-func (r *fakeRouter) Detach(context.Context) error   { return nil }
+func (r *fakeRouter) Connect(context.Context) error { return nil }
+func (r *fakeRouter) Announce(p Path) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.announced = append(r.announced, p)
+	return nil
+}
+func (r *fakeRouter) Withdraw(netip.Prefix) error { return nil }
+func (r *fakeRouter) Announced() []Path           { return nil }
+func (r *fakeRouter) Claims() <-chan ClaimSet     { return r.claims }
+func (r *fakeRouter) AllClaims() ([]ClaimSet, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.all, nil
+}
+func (r *fakeRouter) Peers() []api.Peer { return nil }
+func (r *fakeRouter) Ready() error      { return nil }
+func (r *fakeRouter) Synced() <-chan struct{} {
+	if r.synced == nil {
+		return closed
+	}
+	return r.synced
+}
+func (r *fakeRouter) Stop(context.Context) error   { return nil }
+func (r *fakeRouter) Detach(context.Context) error { return nil }
 func (r *fakeRouter) SetPeers(_ context.Context, p []config.Peer) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

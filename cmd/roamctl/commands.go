@@ -95,6 +95,9 @@ func (c *cli) showHosts(*cobra.Command, []string) error {
 		if h.ForwardTo != "" {
 			flags = append(flags, "fwd→"+h.ForwardTo)
 		}
+		if h.PathKept {
+			flags = append(flags, "path-kept")
+		}
 		t.row(h.Tenant, h.Address, h.MAC, dash(h.Port), h.State, h.Sequence, dash(strings.Join(flags, ",")),
 			seen(h.LastSource, h.LastSeen), ago(h.Since))
 	}

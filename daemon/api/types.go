@@ -31,18 +31,21 @@ type Port struct {
 
 // Host is one entry of the host table.
 type Host struct {
-	Tenant       string    `json:"tenant"`
-	Address      string    `json:"address"`
-	MAC          string    `json:"mac"`
-	Port         string    `json:"port"`
-	State        string    `json:"state"`
-	Sequence     uint32    `json:"sequence"`
-	Pinned       bool      `json:"pinned"`
-	Frozen       bool      `json:"frozen"`
-	Since        time.Time `json:"since"`
-	LastSeen     time.Time `json:"last_seen,omitzero"`
-	LastSource   string    `json:"last_source,omitempty"`
-	ForwardTo    string    `json:"forward_to,omitempty"`
+	Tenant     string    `json:"tenant"`
+	Address    string    `json:"address"`
+	MAC        string    `json:"mac"`
+	Port       string    `json:"port"`
+	State      string    `json:"state"`
+	Sequence   uint32    `json:"sequence"`
+	Pinned     bool      `json:"pinned"`
+	Frozen     bool      `json:"frozen"`
+	Since      time.Time `json:"since"`
+	LastSeen   time.Time `json:"last_seen,omitzero"`
+	LastSource string    `json:"last_source,omitempty"`
+	ForwardTo  string    `json:"forward_to,omitempty"`
+	// PathKept: yielded, but the path stays announced until the winner's
+	// path arrives through BGP (make before break).
+	PathKept     bool      `json:"path_kept,omitempty"`
 	ForwardUntil time.Time `json:"forward_until,omitzero"`
 }
 

@@ -51,6 +51,9 @@ type Table struct {
 	// MAC → frame): the binding usually arrives a moment later, with the
 	// old site's route, and the claim is made then.
 	unknownRARP map[string]map[string]Frame
+	// withNotified are the hosts with unconfirmed notifications, so the
+	// clock expires them without scanning every remote host.
+	withNotified map[Key]struct{}
 }
 
 // unknownRARPWindow is how long a RARP from an unknown MAC waits for its
@@ -59,10 +62,18 @@ const unknownRARPWindow = 3 * time.Second
 
 // remote is what other sites claim for one host.
 type remote struct {
-	claims []Claim
+	claims []Claim // as BGP has them
+	// notified are claims announced by direct notification that BGP has
+	// not confirmed yet; they count until it does, or until they expire.
+	notified []notifiedClaim
 	// maxSeq is the highest sequence ever seen for the host, kept after the
 	// paths are withdrawn so a later claim still outbids it.
 	maxSeq uint32
+}
+
+type notifiedClaim struct {
+	Claim
+	expires time.Time
 }
 
 // New returns an empty table.
@@ -77,7 +88,8 @@ func New(p Policy) *Table {
 		pinned:    map[Key]net.HardwareAddr{},
 		contested: map[Key]Frame{},
 
-		unknownRARP: map[string]map[string]Frame{},
+		unknownRARP:  map[string]map[string]Frame{},
+		withNotified: map[Key]struct{}{},
 	}
 	if t.policy.Retention == 0 {
 		t.policy.Retention = 10 * time.Minute
@@ -278,6 +290,7 @@ func (t *Table) take(key Key, port string, mac net.HardwareAddr, src Source, now
 	h.LastSource = src
 	h.ForwardTo = netip.Addr{}
 	h.ForwardUntil = time.Time{}
+	h.PathKept = false
 	t.setState(h, Announced, now)
 	t.bind(key.Tenant, mac, key.Addr)
 	delete(t.contested, key)
@@ -355,7 +368,7 @@ func (t *Table) ownerProbed(in OwnerProbed) []Action {
 	}
 	t.unbindAddr(in.Key)
 	if r := t.remote[in.Key]; r != nil {
-		r.claims = nil
+		r.claims, r.notified = nil, nil
 	}
 	f.Time = in.Time
 	return append(acts, t.claim(port, f)...)
@@ -407,6 +420,11 @@ func (t *Table) remoteClaims(in RemoteClaims) []Action {
 		t.remote[in.Key] = r
 	}
 	r.claims = slices.Clone(in.Claims)
+	// A notification BGP now confirms (same origin, same or newer
+	// sequence) is no longer needed.
+	r.notified = slices.DeleteFunc(r.notified, func(n notifiedClaim) bool {
+		return slices.ContainsFunc(in.Claims, func(c Claim) bool { return c.Origin == n.Origin && c.Seq >= n.Seq })
+	})
 	for _, c := range in.Claims {
 		r.maxSeq = max(r.maxSeq, c.Seq)
 		if len(c.MAC) == 6 {
@@ -418,6 +436,12 @@ func (t *Table) remoteClaims(in RemoteClaims) []Action {
 		if len(c.MAC) == 6 {
 			acts = append(acts, t.claimWaitingRARP(in.Key, c.MAC, in.Time)...)
 		}
+	}
+	if h := t.hosts[in.Key]; h != nil && h.State == Yielded && h.PathKept &&
+		slices.ContainsFunc(in.Claims, func(c Claim) bool { return c.Origin == h.ForwardTo }) {
+		// The winner's path reached this site's leaf: let go of ours.
+		h.PathKept = false
+		acts = append(acts, Withdraw{Key: in.Key})
 	}
 	return append(acts, t.evaluate(in.Key, SourceBGP, in.Time)...)
 }
@@ -439,26 +463,22 @@ func (t *Table) claimWaitingRARP(key Key, mac net.HardwareAddr, now time.Time) [
 	return t.claim(port, f)
 }
 
-// notified treats a direct notification as a claim until BGP brings the path.
+// notified treats a direct notification as a claim until BGP brings the
+// path (or the hold time passes).
 func (t *Table) notified(in Notified) []Action {
 	r := t.remote[in.Key]
 	if r == nil {
 		r = &remote{}
 		t.remote[in.Key] = r
 	}
-	replaced := false
-	for i, c := range r.claims {
-		if c.Origin == in.Claim.Origin {
-			if in.Claim.Seq < c.Seq {
-				return nil // stale
-			}
-			r.claims[i] = in.Claim
-			replaced = true
+	for _, c := range r.claims {
+		if c.Origin == in.Claim.Origin && c.Seq >= in.Claim.Seq {
+			return nil // BGP already has it, or something newer
 		}
 	}
-	if !replaced {
-		r.claims = append(r.claims, in.Claim)
-	}
+	r.notified = slices.DeleteFunc(r.notified, func(n notifiedClaim) bool { return n.Origin == in.Claim.Origin })
+	r.notified = append(r.notified, notifiedClaim{Claim: in.Claim, expires: in.Time.Add(max(t.policy.Hold, time.Second))})
+	t.withNotified[in.Key] = struct{}{}
 	r.maxSeq = max(r.maxSeq, in.Claim.Seq)
 	var acts []Action
 	if len(in.Claim.MAC) == 6 {
@@ -482,13 +502,24 @@ func (t *Table) evaluate(key Key, src Source, now time.Time) []Action {
 		if !ok || !best.Beats(mine) {
 			return nil
 		}
-		acts := []Action{Withdraw{Key: key}}
+		var acts []Action
 		if t.policy.Hold > 0 && best.Origin.IsValid() {
 			h.ForwardTo = best.Origin
 			h.ForwardUntil = now.Add(t.policy.Hold)
+			// Make before break: learned from the new site's notification,
+			// the move has not reached this site's leaf yet. Withdrawing now
+			// would leave the leaf without any route until the new path
+			// comes round (~50 ms per FRR hop), dropping what it still
+			// sends here. Keep the path while forwarding; withdraw once the
+			// winner's path arrives through BGP (then the leaf has it too).
+			if src == SourceNotify {
+				h.PathKept = true
+			} else {
+				acts = append(acts, Withdraw{Key: key})
+			}
 			acts = append(acts, ForwardRoute{Key: key, To: best.Origin})
 		} else {
-			acts = append(acts, RemoveRoute{Key: key})
+			acts = append(acts, Withdraw{Key: key}, RemoveRoute{Key: key})
 		}
 		if _, up := t.ports[h.Port]; up {
 			acts = append(acts, RepairNeighbours{Key: key, Port: h.Port})
@@ -574,6 +605,13 @@ func (t *Table) hint(in Hint) []Action {
 }
 
 func (t *Table) tick(in Tick) []Action {
+	for k := range t.withNotified {
+		r := t.remote[k]
+		r.notified = slices.DeleteFunc(r.notified, func(n notifiedClaim) bool { return !in.Time.Before(n.expires) })
+		if len(r.notified) == 0 {
+			delete(t.withNotified, k)
+		}
+	}
 	for _, m := range t.unknownRARP {
 		for mac, f := range m {
 			if in.Time.Sub(f.Time) > unknownRARPWindow {
@@ -598,6 +636,10 @@ func (t *Table) tick(in Tick) []Action {
 	for _, h := range due {
 		switch h.State {
 		case Yielded:
+			if h.PathKept {
+				h.PathKept = false
+				acts = append(acts, Withdraw{Key: h.Key})
+			}
 			acts = append(acts, RemoveRoute{Key: h.Key})
 			h.ForwardTo = netip.Addr{}
 			h.ForwardUntil = time.Time{}
@@ -679,16 +721,23 @@ func (t *Table) recordMove(h *Host, mv Move, away, counts bool) []Action {
 // bestRemote returns the winning remote claim on key.
 func (t *Table) bestRemote(key Key) (Claim, bool) {
 	r := t.remote[key]
-	if r == nil || len(r.claims) == 0 {
+	if r == nil {
 		return Claim{}, false
 	}
-	best := r.claims[0]
-	for _, c := range r.claims[1:] {
-		if c.Beats(best) {
-			best = c
+	var best Claim
+	found := false
+	consider := func(c Claim) {
+		if !found || c.Beats(best) {
+			best, found = c, true
 		}
 	}
-	return best, true
+	for _, c := range r.claims {
+		consider(c)
+	}
+	for _, n := range r.notified {
+		consider(n.Claim)
+	}
+	return best, found
 }
 
 func (t *Table) host(key Key, now time.Time) *Host {

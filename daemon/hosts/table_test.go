@@ -235,21 +235,37 @@ func TestSwitchHintClaimsStagedHostAtOnce(t *testing.T) {
 }
 
 func TestNotificationYieldsBeforeBGP(t *testing.T) {
-	run(t, newTable(), []step{
+	steps := []step{
 		{name: "port", in: PortUp{Time: at(0), Port: "tap1", Tenant: "default"},
 			want: []Action{PreparePort{Port: "tap1", Tenant: "default"}}},
 		{name: "claim", in: Frame{Time: at(1), Port: "tap1", Source: SourceGARP, MAC: vmMAC, Addr: vmIP},
 			want:  []Action{InstallRoute{Key: key, Port: "tap1", MAC: vmMAC}, Announce{Key: key, Seq: 1, MAC: vmMAC}, arrived(key, 1, SourceGARP, "tap1", 1)},
 			state: Announced},
-		{name: "B notifies directly", in: Notified{Time: at(10), Key: key, Claim: Claim{Origin: hvB, Seq: 2, MAC: vmMAC}},
+		{name: "B notifies directly: forward at once, keep the path (make before break)",
+			in: Notified{Time: at(10), Key: key, Claim: Claim{Origin: hvB, Seq: 2, MAC: vmMAC}},
 			want: []Action{
-				Withdraw{Key: key},
 				ForwardRoute{Key: key, To: hvB},
 				RepairNeighbours{Key: key, Port: "tap1"},
 				moved(key, Move{Time: at(10), From: self, To: hvB, Seq: 2, Source: SourceNotify, Port: "tap1"}, true),
 			}, state: Yielded},
-		{name: "BGP brings the same claim later: nothing more", in: RemoteClaims{Time: at(110), Key: key,
-			Claims: []Claim{{Origin: hvB, Seq: 2, MAC: vmMAC}}}, state: Yielded},
+	}
+	t.Run("withdrawn when the winner's path arrives", func(t *testing.T) {
+		tb := newTable()
+		run(t, tb, append(steps,
+			step{name: "an unrelated update does not let go", in: RemoteClaims{Time: at(50), Key: key,
+				Claims: []Claim{{Origin: hvLow, Seq: 0, MAC: vmMAC}}}, state: Yielded},
+			step{name: "B's path arrives through BGP: withdraw now", in: RemoteClaims{Time: at(110), Key: key,
+				Claims: []Claim{{Origin: hvB, Seq: 2, MAC: vmMAC}}},
+				want: []Action{Withdraw{Key: key}}, state: Yielded},
+			step{name: "hold over: forwarding ends, nothing withdrawn twice", in: Tick{Time: at(2010)},
+				want: []Action{RemoveRoute{Key: key}}, state: Yielded},
+		))
+	})
+	t.Run("withdrawn at the end of the hold at the latest", func(t *testing.T) {
+		run(t, newTable(), append(steps,
+			step{name: "no BGP path from B within the hold", in: Tick{Time: at(2010)},
+				want: []Action{Withdraw{Key: key}, RemoveRoute{Key: key}}, state: Yielded},
+		))
 	})
 }
 

@@ -130,6 +130,9 @@ type Host struct {
 	// until ForwardUntil.
 	ForwardTo    netip.Addr
 	ForwardUntil time.Time
+	// PathKept: yielded on a notification, the path stays announced until
+	// the winner's path arrives through BGP (make before break).
+	PathKept bool
 
 	// moves are the times of recent moves, for duplicate detection.
 	moves []time.Time

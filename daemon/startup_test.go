@@ -1,0 +1,47 @@
+package daemon
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/roamd/roamd/daemon/hosts"
+)
+
+// TestNewClaimsWaitForTheFabricsTables: after a start, a frame is held until
+// the BGP sessions delivered their tables; the claim then outbids the
+// sequence the fabric already has.
+func TestNewClaimsWaitForTheFabricsTables(t *testing.T) {
+	cfg := testConfig(t, 1790)
+	cfg.Timers.StartupHold = 30 * time.Second
+	rt := &fakeRouter{claims: make(chan ClaimSet), synced: make(chan struct{})}
+	d, err := New(Options{Config: cfg, Kernel: &fakeKernel{}, Capture: fakeCapture{}, Routers: map[string]Router{"default": rt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	d.ports <- PortEvent{Added: true, Name: "tap1", Index: 3}
+	eventually(t, "tap1 adopted", func() bool { st, err := d.Status(ctx); return err == nil && len(st.Ports) == 1 })
+	d.frames <- frameIn{frame: hosts.Frame{Time: time.Now(), Port: "tap1", Source: hosts.SourceGARP, MAC: vmMAC, Addr: vmIP}, read: time.Now()}
+
+	// Still syncing: the frame waits.
+	eventually(t, "the frame to be held", func() bool {
+		n := 0
+		_ = d.do(ctx, func() { n = len(d.held) })
+		return n == 1
+	})
+	if hs, _ := d.Hosts(ctx); len(hs) != 0 {
+		t.Fatalf("claimed before the fabric's tables were in: %+v", hs)
+	}
+	// The fabric knew the VM at sequence 7 (say, from before a restart).
+	rt.mu.Lock()
+	rt.all = []ClaimSet{{Prefix: vmPfx, Claims: []hosts.Claim{{Origin: hv2ID, Seq: 7, MAC: vmMAC}}}}
+	rt.mu.Unlock()
+	close(rt.synced)
+	eventually(t, "the held frame to claim", func() bool {
+		hs, _ := d.Hosts(ctx)
+		return len(hs) == 1 && hs[0].State == "announced" && hs[0].Sequence == 8
+	})
+}
