@@ -107,6 +107,8 @@ func (d *Daemon) Hint(ctx context.Context, h api.Hint) (api.HintResult, error) {
 		return api.HintResult{}, err
 	}
 	res := api.HintResult{Hosts: []api.Host{}}
+	var waits []pendingAck
+	start := time.Now()
 	err = d.do(ctx, func() {
 		now := time.Now()
 		in.Time = now
@@ -115,8 +117,14 @@ func (d *Daemon) Hint(ctx context.Context, h api.Hint) (api.HintResult, error) {
 		}
 		acts := d.table.Apply(in)
 		for _, a := range acts {
-			if r, ok := a.(hosts.Refused); ok {
-				res.Refused = append(res.Refused, refusedText(r))
+			switch a := a.(type) {
+			case hosts.Refused:
+				res.Refused = append(res.Refused, refusedText(a))
+			case hosts.NotifyOld:
+				if d.notify != nil {
+					k := ackKey{tenant: a.Key.Tenant, addr: a.Key.Addr, seq: a.Seq, from: a.To}
+					waits = append(waits, pendingAck{key: k, ch: d.acks.expect(k)})
+				}
 			}
 		}
 		d.execute(acts, now)
@@ -133,8 +141,42 @@ func (d *Daemon) Hint(ctx context.Context, h api.Hint) (api.HintResult, error) {
 	if err == nil && len(res.Hosts) == 0 && len(res.Refused) > 0 {
 		err = fmt.Errorf("%w: %s", api.ErrBadRequest, res.Refused[0])
 	}
+	if err == nil {
+		res.OldSites = d.awaitAcks(ctx, waits, start)
+	}
 	return res, err
 }
+
+type pendingAck struct {
+	key ackKey
+	ch  <-chan struct{}
+}
+
+// ackWait bounds how long a switch waits for the old sites to confirm that
+// they forward; a lost datagram costs this much, not the switch.
+const ackWait = 100 * time.Millisecond
+
+// awaitAcks waits for the old sites' acknowledgements of a switch.
+func (d *Daemon) awaitAcks(ctx context.Context, waits []pendingAck, start time.Time) []api.OldSite {
+	out := []api.OldSite{}
+	deadline := time.NewTimer(ackWait)
+	defer deadline.Stop()
+	for _, w := range waits {
+		o := api.OldSite{Address: w.key.addr.String(), Site: w.key.from.String()}
+		select {
+		case <-w.ch:
+			o.Forwarding = true
+			o.ConfirmedUS = time.Since(start).Microseconds()
+		case <-deadline.C:
+			d.acks.forget(w.key)
+		case <-ctx.Done():
+			d.acks.forget(w.key)
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
 
 func (d *Daemon) parseHint(h api.Hint) (hosts.Hint, error) {
 	var in hosts.Hint

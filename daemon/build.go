@@ -244,6 +244,10 @@ func (d *Daemon) notified(ctx context.Context, m notify.Message) {
 		d.log.Warn("move notification for an unknown tenant id", "tenantID", m.TenantID, "from", m.Origin)
 		return
 	}
+	if m.Kind == notify.Ack {
+		d.acks.deliver(ackKey{tenant: tenant, addr: m.Addr, seq: m.Seq, from: m.Origin})
+		return
+	}
 	in := hosts.Notified{Time: time.Now(), Key: hosts.Key{Tenant: tenant, Addr: m.Addr},
 		Claim: hosts.Claim{Origin: m.Origin, Seq: m.Seq, Sticky: m.Sticky, MAC: m.MAC}}
 	select {
@@ -393,5 +397,9 @@ func probeSource(cfg *config.Config, port string, addr netip.Addr) netip.Addr {
 type notifier struct{ c *notify.Conn }
 
 func (n notifier) Notify(to netip.Addr, tenantID uint16, c hosts.Claim, addr netip.Addr) error {
-	return n.c.Send(to, notify.Message{TenantID: tenantID, Seq: c.Seq, Sticky: c.Sticky, Addr: addr, MAC: c.MAC})
+	return n.c.Send(to, notify.Message{Kind: notify.Claim, TenantID: tenantID, Seq: c.Seq, Sticky: c.Sticky, Addr: addr, MAC: c.MAC})
+}
+
+func (n notifier) Ack(to netip.Addr, tenantID uint16, seq uint32, addr netip.Addr, mac net.HardwareAddr) error {
+	return n.c.Send(to, notify.Message{Kind: notify.Ack, TenantID: tenantID, Seq: seq, Addr: addr, MAC: mac})
 }

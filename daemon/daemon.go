@@ -85,6 +85,7 @@ type Daemon struct {
 
 	portIndex map[string]int
 	moves     *moveLog
+	acks      ackWaiters
 	pending   map[hosts.Key]pendingOld
 }
 

@@ -176,6 +176,13 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 				continue
 			}
 			d.moved(a, detected, routeAt[a.Key], announceAt[a.Key])
+			if a.Away && a.Move.Source == hosts.SourceNotify && d.notify != nil {
+				// The new site's `switch` waits for this: forwarding is on.
+				h, _ := d.table.Host(a.Key)
+				if err := d.notify.Ack(a.Move.To, d.idOf[a.Key.Tenant], a.Move.Seq, a.Key.Addr, h.MAC); err != nil {
+					d.log.Warn("acknowledging a move notification", "host", a.Key.String(), "to", a.Move.To, "err", err)
+				}
+			}
 			if !a.Away && !announced[a.Move.Port] {
 				if announced == nil {
 					announced = map[string]bool{}

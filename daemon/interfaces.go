@@ -78,9 +78,11 @@ type Capture interface {
 	Send(port string, frame []byte) error
 }
 
-// Notifier tells the old site of a move directly, ahead of BGP.
+// Notifier tells the old site of a move directly, ahead of BGP, and the old
+// site acknowledges once it forwards.
 type Notifier interface {
 	Notify(to netip.Addr, tenantID uint16, c hosts.Claim, addr netip.Addr) error
+	Ack(to netip.Addr, tenantID uint16, seq uint32, addr netip.Addr, mac net.HardwareAddr) error
 }
 
 // Prober asks whether the owner of a contested address still answers.

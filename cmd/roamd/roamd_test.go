@@ -275,9 +275,22 @@ func TestBridgedSegmentNeighboursRepairedAfterDeparture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	acks := make(chan notify.Message, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go nc.Run(ctx, func(m notify.Message) { acks <- m })
 	if err := nc.Send(netip.MustParseAddr("192.0.2.11"), notify.Message{TenantID: 1, Seq: 5,
 		Addr: netip.MustParseAddr("10.10.0.41"), MAC: macA}); err != nil {
 		t.Fatal(err)
+	}
+	// The old site acknowledges once it forwards to the claimer.
+	select {
+	case m := <-acks:
+		if m.Kind != notify.Ack || m.Seq != 5 || m.Addr != netip.MustParseAddr("10.10.0.41") || m.Origin != netip.MustParseAddr("192.0.2.11") {
+			t.Fatalf("acknowledgement: %+v", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old site did not acknowledge the move notification")
 	}
 	hv.eventually(t, "a to yield to the other site", func() bool {
 		h, _ := hv.host(t, "10.10.0.41")

@@ -114,6 +114,17 @@ type Hint struct {
 type HintResult struct {
 	Hosts   []Host   `json:"hosts"`
 	Refused []string `json:"refused,omitempty"`
+	// OldSites are the sites a switch took hosts from, and whether each
+	// confirmed it forwards in-flight packets here (within 100 ms).
+	OldSites []OldSite `json:"old_sites,omitempty"`
+}
+
+// OldSite is an old site's answer to a switch.
+type OldSite struct {
+	Address     string `json:"address"`
+	Site        string `json:"site"`
+	Forwarding  bool   `json:"forwarding"`
+	ConfirmedUS int64  `json:"confirmed_us,omitempty"`
 }
 
 // FreezeRequest freezes or unfreezes a host.

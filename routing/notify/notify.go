@@ -12,7 +12,7 @@
 // Wire format (big endian), 84 bytes:
 //
 //	0  magic "RMN1"
-//	4  tenant id (2)      6  reserved (2)
+//	4  tenant id (2)      6  kind (1: 0 claim, 1 ack)  7 reserved (1)
 //	8  sequence (4)       12 sticky (1) 13 address length (1: 4 or 16) 14 reserved (2)
 //	16 origin IPv4 (4)    20 address (16, IPv4 in the first 4)
 //	36 MAC (6)            42 reserved (2)
@@ -43,9 +43,22 @@ const (
 	MaxAge = 10 * time.Second
 )
 
+// Kind says what a message is.
+type Kind uint8
+
+// Message kinds.
+const (
+	// Claim: Origin claimed Addr; the receiver yields and forwards to it.
+	Claim Kind = 0
+	// Ack: Origin (the old site) forwards Addr to the claimer now; the
+	// claimer's `switch` returns only then.
+	Ack Kind = 1
+)
+
 // Message is one notification: Origin claimed Addr in tenant TenantID with
-// sequence Seq for the VM with MAC.
+// sequence Seq for the VM with MAC (Claim), or acknowledges such a claim (Ack).
 type Message struct {
+	Kind     Kind
 	TenantID uint16
 	Seq      uint32
 	Sticky   bool
@@ -66,6 +79,7 @@ func Marshal(m Message, key []byte) ([]byte, error) {
 	b := make([]byte, msgLen)
 	copy(b, magic)
 	binary.BigEndian.PutUint16(b[4:], m.TenantID)
+	b[6] = byte(m.Kind)
 	binary.BigEndian.PutUint32(b[8:], m.Seq)
 	if m.Sticky {
 		b[12] = 1
@@ -98,6 +112,10 @@ func Unmarshal(b, key []byte, now time.Time) (Message, error) {
 		return m, errors.New("notify: authentication failed (wrong key?)")
 	}
 	m.TenantID = binary.BigEndian.Uint16(b[4:])
+	m.Kind = Kind(b[6])
+	if m.Kind != Claim && m.Kind != Ack {
+		return m, fmt.Errorf("notify: unknown kind %d", b[6])
+	}
 	m.Seq = binary.BigEndian.Uint32(b[8:])
 	m.Sticky = b[12] == 1
 	m.Origin = netip.AddrFrom4([4]byte(b[16:20]))

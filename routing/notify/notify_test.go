@@ -15,7 +15,7 @@ func TestRoundTripAndRejects(t *testing.T) {
 	mac, _ := net.ParseMAC("52:54:00:00:00:10")
 	now := time.Now()
 	for _, addr := range []string{"10.10.0.10", "2001:db8:10::10"} {
-		m := Message{TenantID: 7, Seq: 42, Sticky: true, Origin: netip.MustParseAddr("192.0.2.12"),
+		m := Message{Kind: Ack, TenantID: 7, Seq: 42, Sticky: true, Origin: netip.MustParseAddr("192.0.2.12"),
 			Addr: netip.MustParseAddr(addr), MAC: mac, Sent: now}
 		b, err := Marshal(m, key)
 		if err != nil {
@@ -25,7 +25,7 @@ func TestRoundTripAndRejects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.TenantID != 7 || got.Seq != 42 || !got.Sticky || got.Addr != m.Addr || got.Origin != m.Origin ||
+		if got.Kind != Ack || got.TenantID != 7 || got.Seq != 42 || !got.Sticky || got.Addr != m.Addr || got.Origin != m.Origin ||
 			got.MAC.String() != mac.String() || !got.Sent.Equal(now) {
 			t.Fatalf("round trip of %s: got %+v", addr, got)
 		}
