@@ -177,7 +177,6 @@ func (d *Daemon) awaitAcks(ctx context.Context, waits []pendingAck, start time.T
 	return out
 }
 
-
 func (d *Daemon) parseHint(h api.Hint) (hosts.Hint, error) {
 	var in hosts.Hint
 	switch h.Kind {
