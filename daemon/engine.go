@@ -176,6 +176,14 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 				continue
 			}
 			d.moved(a, detected, routeAt[a.Key], announceAt[a.Key])
+			if a.Away && d.journal != nil {
+				// Remember the winner's sequence: a restarted roamd must
+				// outbid it even if its path is gone by then.
+				h, _ := d.table.Host(a.Key)
+				if err := d.journal.Record(a.Key.Tenant, a.Key.Addr, a.Move.Seq, h.MAC); err != nil {
+					d.log.Warn("recording sequence", "host", a.Key.String(), "err", err)
+				}
+			}
 			if a.Away && a.Move.Source == hosts.SourceNotify && d.notify != nil {
 				// The new site's `switch` waits for this: forwarding is on.
 				h, _ := d.table.Host(a.Key)

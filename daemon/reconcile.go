@@ -32,6 +32,17 @@ func (d *Daemon) restore() error {
 		}
 		d.apply(hosts.Restored{Time: now, Key: key, Port: r.Port, MAC: e.MAC, Seq: e.Seq, ForwardTo: r.ForwardTo}, now)
 	}
+	// Hosts remembered but no longer here: their highest sequence still
+	// counts, so a later claim outbids it.
+	here := map[hosts.Key]bool{}
+	for _, r := range routes {
+		here[hosts.Key{Tenant: r.Tenant, Addr: r.Addr}] = true
+	}
+	for k, e := range d.restored {
+		if !here[k] {
+			d.table.SeenSeq(k, e.Seq)
+		}
+	}
 	if len(routes) > 0 {
 		d.log.Info("restored hosts from the kernel", "routes", len(routes))
 	}

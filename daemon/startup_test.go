@@ -45,3 +45,28 @@ func TestNewClaimsWaitForTheFabricsTables(t *testing.T) {
 		return len(hs) == 1 && hs[0].State == "announced" && hs[0].Sequence == 8
 	})
 }
+
+// TestRememberedSequenceOutbidsAfterRestart: a host that left before the
+// restart is not restored, but its last known sequence still counts.
+func TestRememberedSequenceOutbidsAfterRestart(t *testing.T) {
+	cfg := testConfig(t, 1790)
+	rt := &fakeRouter{claims: make(chan ClaimSet)}
+	d, err := New(Options{Config: cfg, Kernel: &fakeKernel{}, Capture: fakeCapture{}, Routers: map[string]Router{"default": rt},
+		Restored: map[hosts.Key]Remembered{{Tenant: "default", Addr: vmIP}: {Seq: 9, MAC: vmMAC}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Run(ctx)
+	d.ports <- PortEvent{Added: true, Name: "tap1", Index: 3}
+	eventually(t, "tap1 adopted", func() bool { st, err := d.Status(ctx); return err == nil && len(st.Ports) == 1 })
+	d.frames <- frameIn{frame: hosts.Frame{Time: time.Now(), Port: "tap1", Source: hosts.SourceGARP, MAC: vmMAC, Addr: vmIP}, read: time.Now()}
+	eventually(t, "the claim", func() bool {
+		hs, _ := d.Hosts(ctx)
+		return len(hs) == 1 && hs[0].State == "announced"
+	})
+	if hs, _ := d.Hosts(ctx); hs[0].Sequence != 10 {
+		t.Fatalf("claimed with sequence %d after a restart, want 10 (journal had 9)", hs[0].Sequence)
+	}
+}

@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 roamd_packages=(frr bird2 gobgpd iproute2 iputils-ping iputils-arping traceroute tcpdump socat
-	busybox-static qemu-system-x86 ca-certificates curl unzip procps kmod)
+	busybox-static qemu-system-x86 xz-utils ca-certificates curl unzip procps kmod)
 roamd_missing=()
 for p in "${roamd_packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || roamd_missing+=("$p")

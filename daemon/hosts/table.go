@@ -111,6 +111,17 @@ func (t *Table) Bind(tenant string, mac net.HardwareAddr, addrs []netip.Addr, pi
 	}
 }
 
+// SeenSeq records that key was claimed with seq somewhere (from the journal
+// after a restart): a later claim here takes at least seq+1.
+func (t *Table) SeenSeq(key Key, seq uint32) {
+	r := t.remote[key]
+	if r == nil {
+		r = &remote{}
+		t.remote[key] = r
+	}
+	r.maxSeq = max(r.maxSeq, seq)
+}
+
 // SetFreeze changes the duplicate-detection limits (configuration reload).
 func (t *Table) SetFreeze(moves int, window time.Duration) {
 	t.policy.FreezeMoves, t.policy.FreezeWindow = moves, window
