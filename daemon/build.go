@@ -203,6 +203,8 @@ func frameInput(ev capture.Event) (hosts.Frame, bool) {
 		f.Source = hosts.SourceNS
 	case frames.KindRouterSolicit:
 		f.Source = hosts.SourceRS
+	case frames.KindTraffic:
+		f.Source = hosts.SourceTraffic
 	default:
 		return f, false
 	}

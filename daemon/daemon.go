@@ -84,9 +84,11 @@ type Daemon struct {
 	held    []frameIn
 
 	portIndex map[string]int
-	moves     *moveLog
-	acks      ackWaiters
-	pending   map[hosts.Key]pendingOld
+	// discovering says which ports capture ordinary traffic (no VM known).
+	discovering map[string]bool
+	moves       *moveLog
+	acks        ackWaiters
+	pending     map[hosts.Key]pendingOld
 }
 
 type tenantClaims struct {
@@ -115,16 +117,17 @@ func New(o Options) (*Daemon, error) {
 		cfg: cfg, log: log, kernel: o.Kernel, routers: o.Routers, capture: o.Capture,
 		notify: o.Notifier, prober: o.Prober, journal: o.Journal, metrics: o.Metrics,
 		version: o.Version, tasks: o.Tasks, ready: o.Ready, restored: o.Restored,
-		tenantOf:  map[uint16]string{},
-		idOf:      map[string]uint16{},
-		frames:    make(chan frameIn, 4096),
-		ports:     make(chan PortEvent, 1024),
-		claims:    make(chan tenantClaims, 4096),
-		inputs:    make(chan hosts.Input, 256),
-		requests:  make(chan func(), 64),
-		portIndex: map[string]int{},
-		moves:     newMoveLog(512),
-		pending:   map[hosts.Key]pendingOld{},
+		tenantOf:    map[uint16]string{},
+		idOf:        map[string]uint16{},
+		frames:      make(chan frameIn, 4096),
+		ports:       make(chan PortEvent, 1024),
+		claims:      make(chan tenantClaims, 4096),
+		inputs:      make(chan hosts.Input, 256),
+		requests:    make(chan func(), 64),
+		portIndex:   map[string]int{},
+		discovering: map[string]bool{},
+		moves:       newMoveLog(512),
+		pending:     map[hosts.Key]pendingOld{},
 	}
 	d.current.Store(cfg)
 	d.syncing = cfg.Timers.StartupHold > 0

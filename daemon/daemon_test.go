@@ -65,9 +65,10 @@ func (k *fakeKernel) has(call string) bool {
 // fakeCapture accepts watches and records frames sent.
 type fakeCapture struct{}
 
-func (fakeCapture) Watch(string, int) error   { return nil }
-func (fakeCapture) Unwatch(string)            {}
-func (fakeCapture) Send(string, []byte) error { return nil }
+func (fakeCapture) Watch(string, int) error         { return nil }
+func (fakeCapture) Unwatch(string)                  {}
+func (fakeCapture) Send(string, []byte) error       { return nil }
+func (fakeCapture) SetDiscovery(string, bool) error { return nil }
 
 func testConfig(t *testing.T, peerPort int) *config.Config {
 	t.Helper()

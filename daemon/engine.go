@@ -50,6 +50,7 @@ func (d *Daemon) portEvent(ev PortEvent) {
 			return
 		}
 		delete(d.portIndex, ev.Name)
+		delete(d.discovering, ev.Name)
 		d.capture.Unwatch(ev.Name)
 		d.apply(hosts.PortDown{Time: now, Port: ev.Name}, now)
 		return
@@ -85,6 +86,7 @@ func (d *Daemon) apply(in hosts.Input, detected time.Time) {
 // fails, the rest of that host's actions are skipped (never announce what
 // the kernel cannot deliver) and the table is told, so it retries.
 func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
+	defer d.updateDiscovery(acts)
 	var failed map[hosts.Key]bool
 	var announced map[string]bool // ports whose gateway was advertised
 	var routeAt, announceAt map[hosts.Key]time.Time
@@ -327,4 +329,36 @@ wait:
 			d.apply(f.frame, f.read)
 		}
 	})
+}
+
+// updateDiscovery turns discovery on for the ports the actions touched that
+// have no VM running here, and off for those that have one.
+func (d *Daemon) updateDiscovery(acts []hosts.Action) {
+	var touched []string
+	for _, a := range acts {
+		switch a := a.(type) {
+		case hosts.PreparePort:
+			touched = append(touched, a.Port)
+		case hosts.InstallRoute:
+			touched = append(touched, a.Port)
+		case hosts.RepairNeighbours:
+			touched = append(touched, a.Port)
+		case hosts.Moved:
+			touched = append(touched, a.Move.Port)
+		}
+	}
+	for _, port := range touched {
+		if _, up := d.portIndex[port]; !up {
+			continue
+		}
+		on := !d.table.HasRunningHost(port)
+		if was, known := d.discovering[port]; known && was == on {
+			continue
+		}
+		if err := d.capture.SetDiscovery(port, on); err != nil {
+			d.log.Debug("switching discovery", "port", port, "on", on, "err", err)
+			continue
+		}
+		d.discovering[port] = on
+	}
 }

@@ -76,6 +76,10 @@ type Capture interface {
 	Watch(port string, index int) error
 	Unwatch(port string)
 	Send(port string, frame []byte) error
+	// SetDiscovery also captures the headers of ordinary packets on a port
+	// where no VM is known, so a VM whose announcements were missed is
+	// found by whatever it sends.
+	SetDiscovery(port string, on bool) error
 }
 
 // Notifier tells the old site of a move directly, ahead of BGP, and the old

@@ -301,3 +301,21 @@ func TestBridgedSegmentNeighboursRepairedAfterDeparture(t *testing.T) {
 		return strings.Contains(out, "02:00:5e:10:00:01")
 	})
 }
+
+// TestVMFoundByItsTraffic: a VM whose announcements roamd missed (it
+// restarted meanwhile) and that keeps its ARP entry for the gateway sends no
+// ARP at all; its first ordinary packet reveals it.
+func TestVMFoundByItsTraffic(t *testing.T) {
+	hv := startHypervisor(t)
+	vm := hv.attachVM(t, "tapvm5", "52:54:00:00:00:50", "10.10.0.50")
+	vm.MustRun(t, "ip", "neigh", "replace", "10.10.0.1", "lladdr", "02:00:5e:10:00:01", "dev", "eth0", "nud", "permanent")
+	// One echo request: no ARP, no announcement, just traffic.
+	_, _ = vm.Run("ping", "-c", "1", "-W", "1", "10.10.0.1")
+	hv.eventually(t, "the VM to be claimed from its traffic", func() bool {
+		h, ok := hv.host(t, "10.10.0.50")
+		return ok && h.State == "announced" && h.LastSource == "traffic"
+	})
+	if !strings.Contains(hv.routes(t), "10.10.0.50 dev tapvm5") {
+		t.Fatalf("no route after the traffic claim:\n%s", hv.routes(t))
+	}
+}

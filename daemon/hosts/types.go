@@ -74,12 +74,13 @@ const (
 	SourceRestore
 	SourceBGP
 	SourceNotify
+	SourceTraffic
 )
 
 var sourceNames = map[Source]string{
 	SourceRARP: "rarp", SourceGARP: "garp", SourceARPRequest: "arp-request", SourceARPReply: "arp-reply",
 	SourceNA: "na", SourceNS: "ns", SourceRS: "rs", SourceHint: "hint", SourceConfig: "config", SourceRestore: "restore",
-	SourceBGP: "bgp", SourceNotify: "notify",
+	SourceBGP: "bgp", SourceNotify: "notify", SourceTraffic: "traffic",
 }
 
 func (s Source) String() string {

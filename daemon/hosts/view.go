@@ -82,3 +82,13 @@ func (t *Table) RemoteKeys(tenant string) []Key {
 	}
 	return out
 }
+
+// HasRunningHost reports whether a host runs on port (local or announced).
+func (t *Table) HasRunningHost(port string) bool {
+	for _, h := range t.hosts {
+		if h.Port == port && (h.State == Announced || h.State == Local) {
+			return true
+		}
+	}
+	return false
+}

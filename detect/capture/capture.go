@@ -73,6 +73,8 @@ type Manager struct {
 	opts   Options
 	log    *slog.Logger
 	filter []bpf.RawInstruction
+	// discover is the filter of ports in discovery mode (SetDiscovery).
+	discover []bpf.RawInstruction
 	// filterErr is reported by Watch: a filter that does not assemble is a
 	// programming error, but Watch returns errors rather than panicking.
 	filterErr error
@@ -96,13 +98,15 @@ func NewManager(out chan<- Event, opts Options) *Manager {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	filter, err := assembleFilter(opts.IgnoreMAC)
+	filter, err := assembleFilter(opts.IgnoreMAC, false)
+	discover, derr := assembleFilter(opts.IgnoreMAC, true)
 	return &Manager{
 		out:       out,
 		opts:      opts,
 		log:       log,
 		filter:    filter,
-		filterErr: err,
+		discover:  discover,
+		filterErr: errors.Join(err, derr),
 		now:       time.Now,
 		ports:     map[string]*port{},
 	}
@@ -174,6 +178,28 @@ func (m *Manager) Watch(name string, index int) error {
 	m.mu.Unlock()
 	go m.read(p)
 	m.log.Debug("capture started", "port", name, "index", index)
+	return nil
+}
+
+// SetDiscovery switches a watched port's kernel filter between the VM's
+// announcements only (off) and announcements plus the headers of its
+// ordinary IP packets (on), which reveal the address of a VM whose
+// announcements roamd missed. The daemon turns it on for ports where it
+// knows no VM.
+func (m *Manager) SetDiscovery(name string, on bool) error {
+	m.mu.Lock()
+	p := m.ports[name]
+	m.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("capture: discovery on %s: port is not watched", name)
+	}
+	filter := m.filter
+	if on {
+		filter = m.discover
+	}
+	if err := p.conn.SetBPF(filter); err != nil {
+		return fmt.Errorf("capture: setting the filter on %s: %w", name, err)
+	}
 	return nil
 }
 
@@ -291,6 +317,10 @@ func (m *Manager) read(p *port) {
 			continue
 		}
 		obs, err := frames.Decode(buf[:n])
+		if errors.Is(err, frames.ErrNotInteresting) {
+			// In discovery mode the filter also passes ordinary packets.
+			obs, err = frames.DecodeTraffic(buf[:n])
+		}
 		if err != nil {
 			if !errors.Is(err, frames.ErrNotInteresting) {
 				p.malformed.Add(1)

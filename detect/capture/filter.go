@@ -13,6 +13,10 @@ import (
 // jumbo frame. NDP messages are never larger than the link MTU.
 const snapLen = 9216
 
+// trafficSnapLen is what the discovery filter keeps of an ordinary IP
+// packet: Ethernet and IP headers, enough for the source address.
+const trafficSnapLen = 64
+
 // Offsets in an untagged Ethernet frame, for the filter.
 const (
 	offEthSrc      = 6
@@ -22,6 +26,7 @@ const (
 	etherTypeARP   = 0x0806
 	etherTypeRARP  = 0x8035
 	etherTypeIPv6  = 0x86dd
+	etherTypeIPv4  = 0x0800
 	protoICMPv6    = 58
 	icmpv6RS       = 133
 	icmpv6NS       = 135
@@ -29,6 +34,7 @@ const (
 	labelDrop      = "drop"
 	labelAccept    = "accept"
 	labelEtherType = "ethertype"
+	labelTraffic   = "traffic"
 )
 
 // filterProgram is the classic BPF program attached to every port socket. It
@@ -42,9 +48,14 @@ const (
 //   - accepts ARP (0x0806), RARP (0x8035) and IPv6 whose next header is
 //     ICMPv6 of type 133 (RS), 135 (NS) or 136 (NA).
 //
+// With discover set it also keeps the headers of ordinary IPv4 and IPv6
+// packets: on a port where roamd knows no VM yet (it restarted and missed the
+// VM's announcements), any packet the VM sends reveals its address. A port
+// with a known VM does not pay for copying its traffic.
+//
 // The socket is bound to all ethertypes: one bound to 0x8035 on a bridge
 // port sees nothing.
-func filterProgram(ignore net.HardwareAddr) []bpf.Instruction {
+func filterProgram(ignore net.HardwareAddr, discover bool) []bpf.Instruction {
 	var a assembler
 	a.add(bpf.LoadExtension{Num: bpf.ExtType})
 	a.jumpIf(bpf.JumpEqual, unix.PACKET_OUTGOING, labelDrop)
@@ -60,23 +71,35 @@ func filterProgram(ignore net.HardwareAddr) []bpf.Instruction {
 	a.add(bpf.LoadAbsolute{Off: offEtherType, Size: 2})
 	a.jumpIf(bpf.JumpEqual, etherTypeARP, labelAccept)
 	a.jumpIf(bpf.JumpEqual, etherTypeRARP, labelAccept)
+	notNDP := labelDrop
+	if discover {
+		notNDP = labelTraffic
+		a.jumpIf(bpf.JumpEqual, etherTypeIPv4, labelTraffic)
+	}
 	a.jumpIf(bpf.JumpNotEqual, etherTypeIPv6, labelDrop)
 	a.add(bpf.LoadAbsolute{Off: offIPv6Next, Size: 1})
-	a.jumpIf(bpf.JumpNotEqual, protoICMPv6, labelDrop)
+	a.jumpIf(bpf.JumpNotEqual, protoICMPv6, notNDP)
 	a.add(bpf.LoadAbsolute{Off: offICMPv6Type, Size: 1})
 	a.jumpIf(bpf.JumpEqual, icmpv6RS, labelAccept)
 	a.jumpIf(bpf.JumpEqual, icmpv6NS, labelAccept)
 	a.jumpIf(bpf.JumpEqual, icmpv6NA, labelAccept)
+	if discover {
+		a.jumpIf(bpf.JumpNotEqual, 0xffff, labelTraffic) // other ICMPv6: traffic
+	}
 	a.label(labelDrop)
 	a.add(bpf.RetConstant{Val: 0})
 	a.label(labelAccept)
 	a.add(bpf.RetConstant{Val: snapLen})
+	if discover {
+		a.label(labelTraffic)
+		a.add(bpf.RetConstant{Val: trafficSnapLen})
+	}
 	return a.program()
 }
 
 // assembleFilter assembles filterProgram for the kernel.
-func assembleFilter(ignore net.HardwareAddr) ([]bpf.RawInstruction, error) {
-	raw, err := bpf.Assemble(filterProgram(ignore))
+func assembleFilter(ignore net.HardwareAddr, discover bool) ([]bpf.RawInstruction, error) {
+	raw, err := bpf.Assemble(filterProgram(ignore, discover))
 	if err != nil {
 		return nil, fmt.Errorf("capture: assembling the frame filter: %w", err)
 	}

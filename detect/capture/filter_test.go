@@ -33,7 +33,14 @@ type frameMeta struct {
 // holding what the kernel would load.
 func runFilter(t *testing.T, ignore net.HardwareAddr, frame []byte, meta frameMeta) bool {
 	t.Helper()
-	prog := filterProgram(ignore)
+	return runFilterMode(t, ignore, false, frame, meta) != 0
+}
+
+// runFilterMode runs the announcements or the discovery filter and returns
+// how many bytes the kernel would keep.
+func runFilterMode(t *testing.T, ignore net.HardwareAddr, discover bool, frame []byte, meta frameMeta) int {
+	t.Helper()
+	prog := filterProgram(ignore, discover)
 	loads := 0
 	for i, ins := range prog {
 		ext, ok := ins.(bpf.LoadExtension)
@@ -65,11 +72,12 @@ func runFilter(t *testing.T, ignore net.HardwareAddr, frame []byte, meta frameMe
 	if err != nil {
 		t.Fatalf("running the filter: %v", err)
 	}
-	// The kernel keeps min(n, frame length) bytes.
-	if n != 0 && n < len(frame) {
-		t.Fatalf("filter keeps %d of %d bytes, want all or nothing", n, len(frame))
+	// The kernel keeps min(n, frame length) bytes: all of an announcement,
+	// the headers of ordinary traffic.
+	if n != 0 && n < len(frame) && n != trafficSnapLen {
+		t.Fatalf("filter keeps %d of %d bytes, want all, nothing or the headers", n, len(frame))
 	}
-	return n != 0
+	return min(n, len(frame))
 }
 
 func TestFilter(t *testing.T) {
@@ -113,6 +121,32 @@ func TestFilter(t *testing.T) {
 	}
 }
 
+// TestDiscoveryFilter: on a port with no known VM, the headers of ordinary
+// packets pass too; announcements still pass whole, and the host's own
+// frames and the gateway's stay out.
+func TestDiscoveryFilter(t *testing.T) {
+	a := netip.MustParseAddr
+	bcast := frameMeta{pktType: unix.PACKET_BROADCAST}
+	host := frameMeta{pktType: unix.PACKET_HOST}
+	for _, tt := range []struct {
+		name  string
+		frame []byte
+		meta  frameMeta
+		keep  int
+	}{
+		{"IPv4 UDP: headers", udpFrame(guestMAC), host, trafficSnapLen},
+		{"IPv6 with a hop-by-hop header: headers", mldFrame(guestMAC), host, trafficSnapLen},
+		{"gratuitous ARP: whole", frames.GratuitousARP(guestMAC, a("198.51.100.10")), bcast, len(frames.GratuitousARP(guestMAC, a("198.51.100.10")))},
+		{"NA: whole", frames.UnsolicitedNA(guestMAC, a("2001:db8:10::10"), false), bcast, len(frames.UnsolicitedNA(guestMAC, a("2001:db8:10::10"), false))},
+		{"the host's own packet", udpFrame(guestMAC), frameMeta{pktType: unix.PACKET_OUTGOING}, 0},
+		{"from the gateway MAC", udpFrame(gatewayMAC), host, 0},
+	} {
+		if got := runFilterMode(t, gatewayMAC, true, tt.frame, tt.meta); got != min(tt.keep, len(tt.frame)) {
+			t.Errorf("%s: keeps %d bytes, want %d", tt.name, got, min(tt.keep, len(tt.frame)))
+		}
+	}
+}
+
 func TestFilterWithoutIgnoreMAC(t *testing.T) {
 	garp := frames.GratuitousARP(gatewayMAC, netip.MustParseAddr("198.51.100.1"))
 	if !runFilter(t, nil, garp, frameMeta{pktType: unix.PACKET_BROADCAST}) {
@@ -125,7 +159,7 @@ func TestFilterWithoutIgnoreMAC(t *testing.T) {
 
 func TestFilterAssembles(t *testing.T) {
 	for _, ignore := range []net.HardwareAddr{nil, gatewayMAC} {
-		raw, err := assembleFilter(ignore)
+		raw, err := assembleFilter(ignore, true)
 		if err != nil {
 			t.Fatalf("assembleFilter(%v): %v", ignore, err)
 		}

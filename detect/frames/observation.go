@@ -46,6 +46,9 @@ const (
 	KindDADSolicit
 	// KindRouterSolicit is an IPv6 router solicitation.
 	KindRouterSolicit
+	// KindTraffic is an ordinary IPv4 or IPv6 packet from the VM: its
+	// source address is the one it uses (DecodeTraffic).
+	KindTraffic
 )
 
 var kindNames = map[Kind]string{
@@ -58,6 +61,7 @@ var kindNames = map[Kind]string{
 	KindNeighborSolicit: "ns",
 	KindDADSolicit:      "dad-ns",
 	KindRouterSolicit:   "rs",
+	KindTraffic:         "traffic",
 }
 
 // String returns the short name used in logs, e.g. "garp" or "dad-ns".
