@@ -18,6 +18,7 @@ while read -r pkg target; do
 	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
 done <<'TARGETS'
 ./detect/frames FuzzDecode
+./detect/frames FuzzDecodeTraffic
 ./routing/bgp FuzzDecodeMobility
 ./routing/fib FuzzParseRoute
 ./routing/notify FuzzUnmarshal
