@@ -280,7 +280,19 @@ func (t *Table) claim(port Port, in Frame) []Action {
 	if best, ok := t.bestRemote(key); ok && best.Sticky && t.pinned[key] == nil {
 		return []Action{Refused{Key: key, Port: in.Port, MAC: in.MAC, Reason: RefusePinned}}
 	}
-	return t.take(key, port.Name, in.MAC, in.Source, in.Time)
+	acts := t.take(key, port.Name, in.MAC, in.Source, in.Time)
+	// A MAC is one NIC: the VM's other addresses (the other family of a
+	// dual-stack VM, say) arrived with it. Claim those not running here
+	// yet, as a RARP would.
+	for _, other := range slices.Clone(t.bindings[key.Tenant][string(in.MAC)]) {
+		if h := t.hosts[Key{key.Tenant, other}]; other == key.Addr || (h != nil && (h.State == Announced || h.State == Local)) {
+			continue
+		}
+		f := in
+		f.Addr = other
+		acts = append(acts, t.claim(port, f)...)
+	}
+	return acts
 }
 
 // take claims key here with max(seen)+1: route first, then the path.

@@ -379,3 +379,19 @@ func TestWaitingRARPClaimsEveryAddressAsItsBindingArrives(t *testing.T) {
 		}
 	}
 }
+
+// TestAnyFrameClaimsTheVMsOtherAddresses: an ARP from a dual-stack VM
+// arriving here claims its IPv6 address too (same MAC, same NIC), so a VM
+// whose IPv6 announcement was missed does not stay unreachable over IPv6.
+func TestAnyFrameClaimsTheVMsOtherAddresses(t *testing.T) {
+	tb := newTable()
+	tb.Apply(PortUp{Time: at(0), Port: "tap1", Tenant: "default"})
+	tb.Apply(RemoteClaims{Time: at(1), Key: key, Claims: []Claim{{Origin: hvB, Seq: 3, MAC: vmMAC}}})
+	tb.Apply(RemoteClaims{Time: at(1), Key: key6, Claims: []Claim{{Origin: hvB, Seq: 5, MAC: vmMAC}}})
+	tb.Apply(Frame{Time: at(10), Port: "tap1", Source: SourceARPRequest, MAC: vmMAC, Addr: vmIP})
+	for k, seq := range map[Key]uint32{key: 4, key6: 6} {
+		if h, ok := tb.Host(k); !ok || h.State != Announced || h.Seq != seq || h.Port != "tap1" {
+			t.Errorf("%s after the VM's ARP: %+v, want announced on tap1 with seq %d", k, h, seq)
+		}
+	}
+}

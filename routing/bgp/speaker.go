@@ -56,9 +56,12 @@ type Speaker struct {
 	opMu sync.Mutex
 	// mu guards the fields below; it is never held across a GoBGP call
 	// that could wait for one of the watcher callbacks.
-	mu         sync.Mutex
-	peers      map[netip.Addr]PeerConfig // desired, defaults filled in
-	states     map[netip.Addr]*peerState
+	mu     sync.Mutex
+	peers  map[netip.Addr]PeerConfig // desired, defaults filled in
+	states map[netip.Addr]*peerState
+	// generation counts deliberate re-creations of each peer, so a drop
+	// caused by one is not repaired again.
+	generation map[netip.Addr]int
 	connected  bool // Connect was called
 	restarting bool // Config.Restarting with graceful restart on
 	ready      bool // Ready was called
@@ -84,6 +87,7 @@ func New(cfg Config) (*Speaker, error) {
 		announced:   make(map[netip.Prefix]Route),
 		peers:       make(map[netip.Addr]PeerConfig),
 		states:      make(map[netip.Addr]*peerState),
+		generation:  make(map[netip.Addr]int),
 		restarting:  cfg.Restarting && cfg.GracefulRestart > 0,
 		prefixHold:  prefixLimitHold,
 	}
@@ -225,14 +229,22 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) 
 		s.states[addr] = st
 	}
 	changed := st.state != state
+	// A session the peer or the network dropped (not one roamd removed or
+	// shut down, nor BFD's administrative reset).
+	dropped := changed && st.state == gobgp.BGP_FSM_ESTABLISHED && state == gobgp.BGP_FSM_IDLE &&
+		slices.Contains(repairedDrops, ev.Peer.State.DisconnectReason)
 	if changed {
 		st.state, st.since = state, at
 		switch {
 		case overLimit && state != gobgp.BGP_FSM_ESTABLISHED:
 			reason = fmt.Sprintf("more than %d paths in a family (max prefixes): down for %v", pc.MaxPrefixes, s.prefixHold)
 			st.lastError = reason
-		case state != gobgp.BGP_FSM_ESTABLISHED && reason != "":
+		case (state == gobgp.BGP_FSM_IDLE || state == gobgp.BGP_FSM_ACTIVE) && reason != "":
+			// Only a session going down has an error worth showing; the
+			// reasons of the opening states are just steps.
 			st.lastError = reason
+		case state == gobgp.BGP_FSM_ESTABLISHED:
+			st.lastError = ""
 		}
 	}
 	s.mu.Unlock()
@@ -242,6 +254,14 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) 
 	s.log.Info("bgp session", "routerID", s.cfg.RouterID, "peer", addr, "state", stateNames[state], "reason", reason)
 	if overLimit && state == gobgp.BGP_FSM_IDLE {
 		time.AfterFunc(s.prefixHold, func() { s.reenable(addr) })
+	} else if dropped {
+		// GoBGP waits a fixed 5 s in Idle before reconnecting after a
+		// session drop (a leaf restart, a clear), on top of the connect
+		// retry. A re-created peer starts with no idle hold.
+		s.mu.Lock()
+		gen := s.generation[addr]
+		s.mu.Unlock()
+		go s.recreate(addr, gen)
 	}
 	if state == gobgp.BGP_FSM_ESTABLISHED {
 		select {
@@ -265,6 +285,43 @@ func (s *Speaker) reenable(addr netip.Addr) {
 	if err := s.srv.EnablePeer(context.Background(), &api.EnablePeerRequest{Address: addr.String()}); err != nil {
 		s.log.Warn("re-enabling bgp session after the prefix limit", "routerID", s.cfg.RouterID, "peer", addr, "err", err)
 	}
+}
+
+// repairedDrops are the reasons a dropped session is re-created at once.
+var repairedDrops = []api.PeerState_DisconnectReason{
+	api.PeerState_DISCONNECT_REASON_HOLD_TIMER_EXPIRED,
+	api.PeerState_DISCONNECT_REASON_NOTIFICATION_RECEIVED,
+	api.PeerState_DISCONNECT_REASON_READ_FAILED,
+	api.PeerState_DISCONNECT_REASON_WRITE_FAILED,
+	api.PeerState_DISCONNECT_REASON_HARD_RESET,
+}
+
+// recreate deletes and re-adds a peer whose session dropped, so it
+// reconnects after its connect retry instead of GoBGP's idle hold.
+func (s *Speaker) recreate(addr netip.Addr, gen int) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	p, configured := s.peers[addr]
+	live := s.sessionsLiveLocked() && !s.stopped
+	current := s.generation[addr] == gen
+	if current {
+		s.generation[addr]++
+	}
+	s.mu.Unlock()
+	if !configured || !live || !current {
+		return // gone, stopping, or SetPeers re-created it meanwhile
+	}
+	ctx := context.Background()
+	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
+		s.log.Warn("re-creating a dropped bgp session", "peer", addr, "err", err)
+		return
+	}
+	if err := s.addPeers(ctx, []PeerConfig{p}, false); err != nil {
+		s.log.Warn("re-creating a dropped bgp session", "peer", addr, "err", err)
+		return
+	}
+	s.log.Info("bgp session dropped: reconnecting without GoBGP's idle hold", "peer", addr)
 }
 
 // Connect opens the configured sessions. After a restart (Config.Restarting
@@ -386,6 +443,9 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		if w, ok := want[a]; ok && samePeer(w, have[a]) {
 			continue
 		}
+		s.mu.Lock()
+		s.generation[a]++ // the drop this causes is not one to repair
+		s.mu.Unlock()
 		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
 			errs = append(errs, fmt.Errorf("removing peer %v: %w", a, err))
 		}
