@@ -619,7 +619,6 @@ func TestTenants(t *testing.T) {
 	// device: a VXLAN-GPE packet from red's VM to its gateway address,
 	// carrying blue's VNI, must not come out in blue's table.
 	t.Run("no tenant crossing through the forward port", func(t *testing.T) {
-		t.Skip("roamd decapsulates VXLAN-GPE arriving from VM ports (README.md, Limits): remove this skip once it drops them")
 		err := InjectGPE(lab.Node(Red.VM), netip.AddrPortFrom(Gateway, VXLANPort), uint32(Blue.ID),
 			netip.AddrPortFrom(netip.MustParseAddr("10.10.0.99"), 40000), netip.AddrPortFrom(VMAddr, IdentityPort),
 			[]byte("who red injected-by-red-vm\n"))
