@@ -166,6 +166,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.restore(); err != nil {
 		return fmt.Errorf("restoring state from the kernel: %w", err)
 	}
+	// The socket listens before readiness is reported: a caller told roamd
+	// is ready can talk to it.
+	apiLn, err := api.Listen(d.cfg.API.Socket)
+	if err != nil {
+		return err
+	}
+	serving := false
+	defer func() {
+		if !serving { // an error before the API served: do not leave the socket
+			apiLn.Close()
+		}
+	}()
 	for name, r := range d.routers {
 		if err := r.Connect(ctx); err != nil {
 			return fmt.Errorf("tenant %s: starting BGP sessions: %w", name, err)
@@ -184,7 +196,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, task := range d.tasks {
 		g.Go(func() error { return task(gctx) })
 	}
-	g.Go(func() error { return api.Serve(gctx, d.cfg.API.Socket, d, d.log) })
+	serving = true
+	g.Go(func() error { return api.Serve(gctx, apiLn, d, d.log) })
 	g.Go(func() error { return d.loop(gctx) })
 	g.Go(func() error { d.waitStartupSync(gctx); return nil })
 	if d.ready != nil {
@@ -192,7 +205,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("roamd running", "routerID", d.cfg.RouterID, "asn", d.cfg.ASN, "tenants", len(d.cfg.Tenants))
 
-	err := g.Wait()
+	err = g.Wait()
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil
 	}

@@ -11,12 +11,17 @@ import (
 // tickEvery is the resolution of hold timers and staged-host expiry.
 const tickEvery = 100 * time.Millisecond
 
+// gaugeEvery is how often the hosts-by-state and peer gauges are refreshed.
+const gaugeEvery = time.Second
+
 // loop is the engine: the only goroutine that touches the host table.
 func (d *Daemon) loop(ctx context.Context) error {
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 	reconcile := time.NewTicker(d.cfg.Timers.Reconcile)
 	defer reconcile.Stop()
+	gauges := time.NewTicker(gaugeEvery)
+	defer gauges.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -39,6 +44,8 @@ func (d *Daemon) loop(ctx context.Context) error {
 			d.apply(hosts.Tick{Time: now}, now)
 		case <-reconcile.C:
 			d.reconcile()
+		case <-gauges.C:
+			d.updateGauges()
 		}
 	}
 }

@@ -105,14 +105,14 @@ func writeError(w http.ResponseWriter, err error) {
 	_ = json.NewEncoder(w).Encode(Error{Error: err.Error()})
 }
 
-// Serve listens on the unix socket at path (mode 0600: root only) and serves
-// the API until ctx is done. A stale socket left by a crash is replaced.
-func Serve(ctx context.Context, path string, b Backend, log *slog.Logger) error {
+// Listen creates the unix socket at path (mode 0600: root only). A stale
+// socket left by a crash is replaced; a live one is an error.
+func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("creating API socket directory: %w", err)
+		return nil, fmt.Errorf("creating API socket directory: %w", err)
 	}
 	if err := removeStale(path); err != nil {
-		return err
+		return nil, err
 	}
 	// Create the socket with no group/other bits from the start, so it is
 	// never reachable by others even for an instant.
@@ -120,12 +120,19 @@ func Serve(ctx context.Context, path string, b Backend, log *slog.Logger) error 
 	ln, err := net.Listen("unix", path)
 	umask(old)
 	if err != nil {
-		return fmt.Errorf("listening on API socket %s: %w", path, err)
+		return nil, fmt.Errorf("listening on API socket %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return fmt.Errorf("restricting API socket %s: %w", path, err)
+		return nil, fmt.Errorf("restricting API socket %s: %w", path, err)
 	}
+	return ln, nil
+}
+
+// Serve serves the API on ln (from Listen) until ctx is done, then removes
+// the socket.
+func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) error {
+	path := ln.Addr().String()
 	srv := &http.Server{Handler: Handler(b), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -134,7 +141,7 @@ func Serve(ctx context.Context, path string, b Backend, log *slog.Logger) error 
 		_ = srv.Shutdown(sctx)
 	}()
 	log.Info("API listening", "socket", path)
-	err = srv.Serve(ln)
+	err := srv.Serve(ln)
 	_ = os.Remove(path)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
