@@ -43,6 +43,10 @@ type Table struct {
 	// claims, hints and configuration. A RARP carries only a MAC: this is
 	// how roamd knows which addresses it claims.
 	bindings map[string]map[string][]netip.Addr
+	// owner is the reverse of bindings: address → MAC.
+	owner map[Key]string
+	// byPort indexes hosts by their port (hosts with no port are absent).
+	byPort map[string]map[Key]*Host
 	// pinned are configured sticky hosts.
 	pinned map[Key]net.HardwareAddr
 	// contested holds claims waiting for the current owner to be probed.
@@ -85,6 +89,8 @@ func New(p Policy) *Table {
 		remote:    map[Key]*remote{},
 		ports:     map[string]Port{},
 		bindings:  map[string]map[string][]netip.Addr{},
+		owner:     map[Key]string{},
+		byPort:    map[string]map[Key]*Host{},
 		pinned:    map[Key]net.HardwareAddr{},
 		contested: map[Key]Frame{},
 
@@ -185,7 +191,7 @@ func (t *Table) restored(in Restored) []Action {
 		t.setState(h, Yielded, in.Time)
 		return nil
 	}
-	h.Port = in.Port
+	t.setPort(h, in.Port)
 	t.setState(h, Announced, in.Time)
 	return []Action{Announce{Key: in.Key, Seq: h.Seq, Sticky: h.Pinned, MAC: h.MAC}}
 }
@@ -194,7 +200,7 @@ func (t *Table) portUp(in PortUp) []Action {
 	t.ports[in.Port] = Port{Name: in.Port, Tenant: in.Tenant}
 	acts := []Action{PreparePort{Port: in.Port, Tenant: in.Tenant}}
 	// A host staged before its port existed gets its port readied now.
-	staged := t.hostsWhere(func(h *Host) bool { return h.State == Staged && h.Port == in.Port && h.Tenant == in.Tenant })
+	staged := t.onPort(in.Port, func(h *Host) bool { return h.State == Staged && h.Tenant == in.Tenant })
 	if len(staged) > 0 {
 		acts = append(acts, StagePort{Port: in.Port, MAC: staged[0].MAC, Addrs: t.stagedAddrs(in.Port, staged[0].MAC)})
 	}
@@ -204,7 +210,7 @@ func (t *Table) portUp(in PortUp) []Action {
 func (t *Table) portDown(in PortDown) []Action {
 	delete(t.ports, in.Port)
 	var acts []Action
-	for _, h := range t.hostsWhere(func(h *Host) bool { return h.Port == in.Port }) {
+	for _, h := range t.onPort(in.Port, func(*Host) bool { return true }) {
 		switch h.State {
 		case Announced, Local:
 			// Withdraw before removing the route: the fabric must stop
@@ -306,7 +312,7 @@ func (t *Table) take(key Key, port string, mac net.HardwareAddr, src Source, now
 	best, hadRemote := t.bestRemote(key)
 	wasYielded := h.State == Yielded
 	h.MAC = slices.Clone(mac)
-	h.Port = port
+	t.setPort(h, port)
 	h.Seq = seq
 	h.Pinned = t.pinned[key] != nil
 	h.LastSeen = now
@@ -350,7 +356,7 @@ func (t *Table) refresh(h *Host, in Frame) []Action {
 		}
 		return nil
 	}
-	h.Port = in.Port
+	t.setPort(h, in.Port)
 	t.setState(h, Announced, in.Time)
 	return []Action{
 		InstallRoute{Key: h.Key, Port: h.Port, MAC: h.MAC},
@@ -585,7 +591,7 @@ func (t *Table) hint(in Hint) []Action {
 				continue // already here
 			}
 			h.MAC = slices.Clone(in.MAC)
-			h.Port = in.Port
+			t.setPort(h, in.Port)
 			t.setState(h, Staged, in.Time)
 		}
 		if _, up := t.ports[in.Port]; up && in.Port != "" {
@@ -678,6 +684,7 @@ func (t *Table) tick(in Tick) []Action {
 				InstallRoute{Key: h.Key, Port: h.Port, MAC: h.MAC},
 				Announce{Key: h.Key, Seq: h.Seq, Sticky: h.Pinned, MAC: h.MAC})
 		case Gone:
+			t.setPort(h, "")
 			delete(t.hosts, h.Key)
 		}
 	}
@@ -781,34 +788,38 @@ func (t *Table) setState(h *Host, s State, now time.Time) {
 
 func (t *Table) bind(tenant string, mac net.HardwareAddr, a netip.Addr) {
 	a = a.Unmap()
+	key := Key{tenant, a}
+	if t.owner[key] == string(mac) {
+		return // already bound (the common case: a refresh)
+	}
 	// An address belongs to one MAC: rebinding it removes the old binding.
-	t.unbindAddr(Key{tenant, a})
+	t.unbindAddr(key)
 	m := t.bindings[tenant]
 	if m == nil {
 		m = map[string][]netip.Addr{}
 		t.bindings[tenant] = m
 	}
 	m[string(mac)] = append(m[string(mac)], a)
+	t.owner[key] = string(mac)
 }
 
 func (t *Table) unbindAddr(key Key) {
-	for mac, addrs := range t.bindings[key.Tenant] {
-		if i := slices.Index(addrs, key.Addr); i >= 0 {
-			addrs = slices.Delete(addrs, i, i+1)
-			if len(addrs) == 0 {
-				delete(t.bindings[key.Tenant], mac)
-			} else {
-				t.bindings[key.Tenant][mac] = addrs
-			}
-		}
+	mac, ok := t.owner[key]
+	if !ok {
+		return
+	}
+	delete(t.owner, key)
+	addrs := slices.DeleteFunc(t.bindings[key.Tenant][mac], func(a netip.Addr) bool { return a == key.Addr })
+	if len(addrs) == 0 {
+		delete(t.bindings[key.Tenant], mac)
+	} else {
+		t.bindings[key.Tenant][mac] = addrs
 	}
 }
 
 func (t *Table) macOf(key Key) net.HardwareAddr {
-	for mac, addrs := range t.bindings[key.Tenant] {
-		if slices.Contains(addrs, key.Addr) {
-			return net.HardwareAddr(mac)
-		}
+	if mac, ok := t.owner[key]; ok {
+		return net.HardwareAddr(mac)
 	}
 	return nil
 }
@@ -816,7 +827,7 @@ func (t *Table) macOf(key Key) net.HardwareAddr {
 // stagedAddrs lists the addresses staged on port for mac.
 func (t *Table) stagedAddrs(port string, mac net.HardwareAddr) []netip.Addr {
 	var out []netip.Addr
-	for _, h := range t.hostsWhere(func(h *Host) bool { return h.State == Staged && h.Port == port && bytes.Equal(h.MAC, mac) }) {
+	for _, h := range t.onPort(port, func(h *Host) bool { return h.State == Staged && bytes.Equal(h.MAC, mac) }) {
 		out = append(out, h.Addr)
 	}
 	return out
@@ -831,17 +842,39 @@ func (t *Table) sortedHosts() []*Host {
 	return out
 }
 
-// hostsWhere returns the hosts for which keep is true, sorted: one pass over
-// the table, and a sort of the (usually few) matches only.
-func (t *Table) hostsWhere(keep func(*Host) bool) []*Host {
+// onPort returns the hosts on port for which keep is true, sorted.
+func (t *Table) onPort(port string, keep func(*Host) bool) []*Host {
 	var out []*Host
-	for _, h := range t.hosts {
+	for _, h := range t.byPort[port] {
 		if keep(h) {
 			out = append(out, h)
 		}
 	}
 	sortHosts(out)
 	return out
+}
+
+// setPort moves h to port, keeping the per-port index.
+func (t *Table) setPort(h *Host, port string) {
+	if h.Port == port {
+		return
+	}
+	if m := t.byPort[h.Port]; m != nil {
+		delete(m, h.Key)
+		if len(m) == 0 {
+			delete(t.byPort, h.Port)
+		}
+	}
+	h.Port = port
+	if port == "" {
+		return
+	}
+	m := t.byPort[port]
+	if m == nil {
+		m = map[Key]*Host{}
+		t.byPort[port] = m
+	}
+	m[h.Key] = h
 }
 
 // sortHosts orders hosts by tenant, then address.

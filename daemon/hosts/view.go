@@ -85,8 +85,8 @@ func (t *Table) RemoteKeys(tenant string) []Key {
 
 // HasRunningHost reports whether a host runs on port (local or announced).
 func (t *Table) HasRunningHost(port string) bool {
-	for _, h := range t.hosts {
-		if h.Port == port && (h.State == Announced || h.State == Local) {
+	for _, h := range t.byPort[port] {
+		if h.State == Announced || h.State == Local {
 			return true
 		}
 	}
