@@ -148,6 +148,20 @@ func (t *claimTable) setLocked(p netip.Prefix) ClaimSet {
 }
 
 // acceptedBy returns how many paths from peer passed the import filter.
+// all returns every prefix's current claims (those with any), sorted.
+func (t *claimTable) all() []ClaimSet {
+	t.mu.Lock()
+	out := make([]ClaimSet, 0, len(t.paths))
+	for p := range t.paths {
+		if cs := t.setLocked(p); len(cs.Claims) > 0 {
+			out = append(out, cs)
+		}
+	}
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b ClaimSet) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	return out
+}
+
 func (t *claimTable) acceptedBy(peer netip.Addr) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()

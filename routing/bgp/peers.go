@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v4/api"
-	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 )
 
@@ -42,7 +41,12 @@ type peerState struct {
 	state     gobgp.FSMState
 	since     time.Time
 	lastError string
-	rejected  uint64
+	rejected  uint64 // since configured, for the status
+	// rejectedUp counts rejected paths since the session came up, for the
+	// prefix limit; overLimit marks a session roamd shut for exceeding it.
+	rejectedUp uint64
+	overLimit  bool
+	addPathRx  bool // from the capabilities of the established session
 }
 
 var stateNames = map[gobgp.FSMState]string{
@@ -106,9 +110,6 @@ func apiPeer(p PeerConfig, o peerOptions) *api.Peer {
 			AddPaths:          &api.AddPaths{Config: &api.AddPathsConfig{Receive: true}},
 			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: gr}},
 		}
-		if p.MaxPrefixes > 0 {
-			af.PrefixLimits = &api.PrefixLimit{Family: apiFamily(f), MaxPrefixes: p.MaxPrefixes}
-		}
 		ap.AfiSafis = append(ap.AfiSafis, af)
 	}
 	return ap
@@ -125,11 +126,7 @@ func samePeer(a, b PeerConfig) bool {
 
 // addPathReceive reports whether the peer's capabilities say it sends
 // ADD-PATH for every one of families (roamd always offers to receive).
-func addPathReceive(remote []*api.Capability, families []Family) bool {
-	caps, err := apiutil.UnmarshalCapabilities(remote)
-	if err != nil {
-		return false
-	}
+func addPathReceive(caps []gobgp.ParameterCapabilityInterface, families []Family) bool {
 	sends := map[gobgp.Family]bool{}
 	for _, c := range caps {
 		if ap, ok := c.(*gobgp.CapAddPath); ok {
