@@ -68,6 +68,9 @@ func Build(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, vers
 		portEvents, log.With("part", "ports"))
 
 	m := NewMetrics(reg)
+	if reg != nil {
+		registerCaptureMetrics(reg, capt)
+	}
 	o := Options{
 		Config: cfg, Logger: log, Kernel: fibKernel{kern}, Routers: routers, Capture: capt,
 		Journal: jr, Restored: remembered, Metrics: m, Version: version,
@@ -404,4 +407,24 @@ func (n notifier) Notify(to netip.Addr, tenantID uint16, c hosts.Claim, addr net
 
 func (n notifier) Ack(to netip.Addr, tenantID uint16, seq uint32, addr netip.Addr, mac net.HardwareAddr) error {
 	return n.c.Send(to, notify.Message{Kind: notify.Ack, TenantID: tenantID, Seq: seq, Addr: addr, MAC: mac})
+}
+
+// registerCaptureMetrics exports the capture's frame counters (all ports).
+func registerCaptureMetrics(reg prometheus.Registerer, c *capture.Manager) {
+	total := func(f func(capture.Stats) uint64) func() float64 {
+		return func() float64 { return float64(f(c.Stats()[capture.AllPorts])) }
+	}
+	for _, m := range []struct {
+		name, help string
+		value      func(capture.Stats) uint64
+	}{
+		{"frames_total", "Frames read from VM ports.", func(s capture.Stats) uint64 { return s.Frames }},
+		{"frames_malformed_total", "Frames from VM ports that did not decode.", func(s capture.Stats) uint64 { return s.Malformed }},
+		{"frames_rate_limited_total", "Frames dropped by the per-port rate limit.", func(s capture.Stats) uint64 { return s.RateLimited }},
+		{"frames_dropped_total", "Frames dropped because roamd fell behind.", func(s capture.Stats) uint64 { return s.Dropped }},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "roamd", Subsystem: "capture", Name: m.name, Help: m.help,
+		}, total(m.value)))
+	}
 }

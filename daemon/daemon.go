@@ -84,6 +84,7 @@ type Daemon struct {
 	held    []frameIn
 
 	portIndex map[string]int
+	portJobs  [portWorkers]chan func()
 	// discovering says which ports capture ordinary traffic (no VM known).
 	discovering map[string]bool
 	moves       *moveLog
@@ -130,6 +131,9 @@ func New(o Options) (*Daemon, error) {
 		pending:     map[hosts.Key]pendingOld{},
 	}
 	d.current.Store(cfg)
+	for i := range d.portJobs {
+		d.portJobs[i] = make(chan func(), 4096)
+	}
 	d.syncing = cfg.Timers.StartupHold > 0
 	if d.metrics == nil {
 		d.metrics = NewMetrics(nil)
@@ -199,6 +203,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	serving = true
 	g.Go(func() error { return api.Serve(gctx, apiLn, d, d.log) })
 	g.Go(func() error { return d.loop(gctx) })
+	for _, jobs := range d.portJobs {
+		g.Go(func() error { d.runPortWorker(gctx, jobs); return nil })
+	}
 	g.Go(func() error { d.waitStartupSync(gctx); return nil })
 	if d.ready != nil {
 		d.ready()

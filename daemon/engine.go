@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"hash/fnv"
 	"net/netip"
 	"time"
 
@@ -118,16 +119,20 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 		switch a := a.(type) {
 		case hosts.PreparePort:
 			// Capture first: a VM may announce itself the moment its port
-			// appears, and preparing the port takes a few milliseconds.
+			// appears. Preparing the port (sysctls, addresses, rules: a
+			// millisecond or more) runs off the engine, so a hundred ports
+			// appearing at once do not stall every claim.
 			if err := d.capture.Watch(a.Port, d.portIndex[a.Port]); err != nil {
 				d.log.Error("capturing on port", "port", a.Port, "err", err)
 			}
-			if err := d.kernel.PreparePort(a.Port, a.Tenant); err != nil {
-				d.log.Error("preparing port", "port", a.Port, "err", err)
-				d.metrics.actionErrors.WithLabelValues("prepare-port").Inc()
-			}
+			d.onPortWorker(a.Port, func() {
+				if err := d.kernel.PreparePort(a.Port, a.Tenant); err != nil {
+					d.log.Error("preparing port", "port", a.Port, "err", err)
+					d.metrics.actionErrors.WithLabelValues("prepare-port").Inc()
+				}
+			})
 		case hosts.StagePort:
-			d.stagePort(a)
+			d.onPortWorker(a.Port, func() { d.stagePort(a) }) // after the port is prepared
 		case hosts.InstallRoute:
 			if skip(a.Key) {
 				continue
@@ -367,5 +372,28 @@ func (d *Daemon) updateDiscovery(acts []hosts.Action) {
 			continue
 		}
 		d.discovering[port] = on
+	}
+}
+
+// portWorkers is how many goroutines prepare ports. A port's jobs always go
+// to the same one, so they run in order.
+const portWorkers = 4
+
+// onPortWorker runs job on the worker of port.
+func (d *Daemon) onPortWorker(port string, job func()) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(port))
+	d.portJobs[h.Sum32()%portWorkers] <- job
+}
+
+// runPortWorker runs port jobs until ctx is done.
+func (d *Daemon) runPortWorker(ctx context.Context, jobs <-chan func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case job := <-jobs:
+			job()
+		}
 	}
 }
