@@ -258,8 +258,11 @@ func (d *Daemon) gateway4(port string) netip.Addr {
 func (d *Daemon) refused(a hosts.Refused) {
 	d.metrics.refused.WithLabelValues(string(a.Reason)).Inc()
 	lvl := d.log.Warn
-	if a.Reason == hosts.RefuseUnknownMAC || a.Reason == hosts.RefuseUnknownPort {
+	switch a.Reason {
+	case hosts.RefuseUnknownMAC, hosts.RefuseUnknownPort:
 		lvl = d.log.Info
+	case hosts.RefuseFamilyNotRouted:
+		lvl = d.log.Debug // every NA of a dual-stack guest in an IPv4-only tenant
 	}
 	addr := ""
 	if a.Key.Addr.IsValid() {

@@ -250,6 +250,9 @@ const (
 	RefuseUnknownPort     RefuseReason = "unknown-port"
 	RefuseUnknownMAC      RefuseReason = "unknown-mac"
 	RefuseSpoofedMAC      RefuseReason = "spoofed-mac"
+	// RefuseFamilyNotRouted: the tenant routes no prefix of the address's
+	// family (a dual-stack guest in an IPv4-only tenant): not a claim.
+	RefuseFamilyNotRouted RefuseReason = "family-not-routed"
 )
 
 // Restored puts a host found in the kernel at start back into the table:

@@ -419,8 +419,9 @@ func (t *Table) authorise(key Key, mac net.HardwareAddr) RefuseReason {
 	case slices.Contains(tp.Gateways, a):
 		return RefuseGateway
 	}
-	inside := false
+	inside, family := false, false
 	for _, p := range tp.Prefixes {
+		family = family || p.Addr().Is4() == a.Is4()
 		if p.Contains(a) {
 			// The subnet's network and broadcast addresses are nobody's.
 			if a.Is4() && p.Bits() < 31 && (a == p.Addr() || a == lastAddr(p)) {
@@ -431,6 +432,9 @@ func (t *Table) authorise(key Key, mac net.HardwareAddr) RefuseReason {
 		}
 	}
 	if !inside {
+		if !family {
+			return RefuseFamilyNotRouted
+		}
 		return RefuseOutsidePrefixes
 	}
 	if pm := t.pinned[key]; pm != nil && !bytes.Equal(pm, mac) {

@@ -395,3 +395,13 @@ func TestAnyFrameClaimsTheVMsOtherAddresses(t *testing.T) {
 		}
 	}
 }
+
+func TestFamilyTheTenantDoesNotRouteIsNotAClaim(t *testing.T) {
+	tb := newTable()
+	tb.Apply(PortUp{Time: at(0), Port: "blue1", Tenant: "blue"}) // blue routes IPv4 only
+	got := tb.Apply(Frame{Time: at(1), Port: "blue1", Source: SourceNA, MAC: vmMAC, Addr: vmIP6})
+	want := []Action{Refused{Key: Key{Tenant: "blue", Addr: vmIP6}, Port: "blue1", MAC: vmMAC, Reason: RefuseFamilyNotRouted}}
+	if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}
