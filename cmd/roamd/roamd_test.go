@@ -319,3 +319,44 @@ func TestVMFoundByItsTraffic(t *testing.T) {
 		t.Fatalf("no route after the traffic claim:\n%s", hv.routes(t))
 	}
 }
+
+// TestConflictingClaimWaitsForTheOwner: a second VM claiming an address
+// another VM holds is refused while the owner answers its probe, and gets it
+// once the owner is gone.
+func TestConflictingClaimWaitsForTheOwner(t *testing.T) {
+	hv := startHypervisor(t)
+	owner := hv.attachVM(t, "tapvm6", "52:54:00:00:00:60", "10.10.0.60")
+	macOwner, _ := net.ParseMAC("52:54:00:00:00:60")
+	addr := netip.MustParseAddr("10.10.0.60")
+	hv.eventually(t, "the owner's claim", func() bool {
+		_ = owner.SendFrame("eth0", frames.GratuitousARP(macOwner, addr))
+		h, ok := hv.host(t, "10.10.0.60")
+		return ok && h.State == "announced" && h.MAC == macOwner.String()
+	})
+
+	// Another VM takes the same address while the owner still answers.
+	intruder := hv.attachVM(t, "tapvm7", "52:54:00:00:00:70", "10.10.0.70")
+	macIntruder, _ := net.ParseMAC("52:54:00:00:00:70")
+	if err := intruder.SendFrame("eth0", frames.GratuitousARP(macIntruder, addr)); err != nil {
+		t.Fatal(err)
+	}
+	hv.eventually(t, "the probe of the owner to be answered", func() bool {
+		b, _ := os.ReadFile(hv.logf)
+		return strings.Contains(string(b), `msg="owner probed"`) && strings.Contains(string(b), "alive=true")
+	})
+	if h, _ := hv.host(t, "10.10.0.60"); h.MAC != macOwner.String() || h.Port != "tapvm6" {
+		t.Fatalf("the address moved to the intruder while its owner answered: %+v", h)
+	}
+
+	// The owner goes silent (its interface down, its port still there):
+	// the next claim is probed again and goes through.
+	owner.MustRun(t, "ip", "link", "set", "eth0", "down")
+	hv.eventually(t, "the claim to go through once the owner is gone", func() bool {
+		_ = intruder.SendFrame("eth0", frames.GratuitousARP(macIntruder, addr))
+		h, _ := hv.host(t, "10.10.0.60")
+		return h.MAC == macIntruder.String() && h.Port == "tapvm7" && h.State == "announced"
+	})
+	if !strings.Contains(hv.routes(t), "10.10.0.60 dev tapvm7") {
+		t.Fatalf("route not moved to the new owner:\n%s", hv.routes(t))
+	}
+}
