@@ -85,8 +85,11 @@ type Daemon struct {
 
 	portIndex map[string]int
 	portJobs  [portWorkers]chan func()
-	// discovering says which ports capture ordinary traffic (no VM known).
+	// discovering says which ports capture ordinary traffic; arrivedAt
+	// when a VM last arrived on a port (see needsDiscovery).
 	discovering map[string]bool
+	arrivedAt   map[string]time.Time
+	solicitSeq  uint16
 	moves       *moveLog
 	acks        ackWaiters
 	pending     map[hosts.Key]pendingOld
@@ -127,6 +130,7 @@ func New(o Options) (*Daemon, error) {
 		requests:    make(chan func(), 64),
 		portIndex:   map[string]int{},
 		discovering: map[string]bool{},
+		arrivedAt:   map[string]time.Time{},
 		moves:       newMoveLog(512),
 		pending:     map[hosts.Key]pendingOld{},
 	}

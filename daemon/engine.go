@@ -3,10 +3,12 @@ package daemon
 import (
 	"context"
 	"hash/fnv"
+	"net"
 	"net/netip"
 	"time"
 
 	"github.com/roamd/roamd/daemon/hosts"
+	"github.com/roamd/roamd/detect/frames"
 )
 
 // tickEvery is the resolution of hold timers and staged-host expiry.
@@ -47,6 +49,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 			d.reconcile()
 		case <-gauges.C:
 			d.updateGauges()
+			d.expireDiscovery()
 		}
 	}
 }
@@ -59,6 +62,7 @@ func (d *Daemon) portEvent(ev PortEvent) {
 		}
 		delete(d.portIndex, ev.Name)
 		delete(d.discovering, ev.Name)
+		delete(d.arrivedAt, ev.Name)
 		d.capture.Unwatch(ev.Name)
 		d.apply(hosts.PortDown{Time: now, Port: ev.Name}, now)
 		return
@@ -94,7 +98,13 @@ func (d *Daemon) apply(in hosts.Input, detected time.Time) {
 // fails, the rest of that host's actions are skipped (never announce what
 // the kernel cannot deliver) and the table is told, so it retries.
 func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
-	defer d.updateDiscovery(acts)
+	var solicit []string // ports to ask for IPv6 addresses, once discovery is on
+	defer func() {
+		d.updateDiscovery(acts)
+		for _, port := range solicit {
+			d.solicitIPv6(port)
+		}
+	}()
 	var failed map[hosts.Key]bool
 	var announced map[string]bool // ports whose gateway was advertised
 	var routeAt, announceAt map[hosts.Key]time.Time
@@ -185,6 +195,9 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 			d.probe(a)
 		case hosts.Refused:
 			d.refused(a)
+			if a.Reason == hosts.RefuseUnknownMAC && a.Port != "" {
+				solicit = append(solicit, a.Port) // the VM may show itself by IPv6
+			}
 		case hosts.Moved:
 			if skip(a.Key) {
 				continue
@@ -211,6 +224,12 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 				}
 				announced[a.Move.Port] = true
 				d.announceGateway(a.Move.Port)
+				d.arrivedAt[a.Move.Port] = time.Now()
+				if _, r6 := d.routedFamilies(a.Move.Port); r6 && a.Key.Addr.Is4() {
+					if _, v6 := d.table.RunningFamilies(a.Move.Port); !v6 {
+						solicit = append(solicit, a.Move.Port)
+					}
+				}
 			}
 		case hosts.RepairNeighbours:
 			d.repairNeighbours(a)
@@ -347,34 +366,99 @@ wait:
 }
 
 // updateDiscovery turns discovery on for the ports the actions touched that
-// have no VM running here, and off for those that have one.
+// need it (see needsDiscovery), and off for the others.
 func (d *Daemon) updateDiscovery(acts []hosts.Action) {
-	var touched []string
 	for _, a := range acts {
 		switch a := a.(type) {
 		case hosts.PreparePort:
-			touched = append(touched, a.Port)
+			d.setDiscovery(a.Port)
 		case hosts.InstallRoute:
-			touched = append(touched, a.Port)
+			d.setDiscovery(a.Port)
 		case hosts.RepairNeighbours:
-			touched = append(touched, a.Port)
+			d.setDiscovery(a.Port)
 		case hosts.Moved:
-			touched = append(touched, a.Move.Port)
+			d.setDiscovery(a.Move.Port)
 		}
 	}
-	for _, port := range touched {
-		if _, up := d.portIndex[port]; !up {
-			continue
+}
+
+// discoverAfterArrival is how long after a VM arrives on a port discovery
+// stays on while a family its tenant routes has no address there yet: a
+// dual-stack VM found by one family shows the other in its next packets.
+const discoverAfterArrival = 10 * time.Second
+
+// needsDiscovery: a port with no VM known, or one that had a VM arrive
+// recently and still misses a family the tenant routes.
+func (d *Daemon) needsDiscovery(port string) bool {
+	v4, v6 := d.table.RunningFamilies(port)
+	if !v4 && !v6 {
+		return true
+	}
+	at, recent := d.arrivedAt[port]
+	if !recent || time.Since(at) >= discoverAfterArrival {
+		return false
+	}
+	r4, r6 := d.routedFamilies(port)
+	return (r4 && !v4) || (r6 && !v6)
+}
+
+// routedFamilies reports which families the port's tenant has prefixes in.
+func (d *Daemon) routedFamilies(port string) (v4, v6 bool) {
+	if t := d.cfg.TenantForPort(port); t != nil {
+		for _, p := range t.Prefixes {
+			if p.Addr().Is4() {
+				v4 = true
+			} else {
+				v6 = true
+			}
 		}
-		on := !d.table.HasRunningHost(port)
-		if was, known := d.discovering[port]; known && was == on {
-			continue
+	}
+	return v4, v6
+}
+
+func (d *Daemon) setDiscovery(port string) {
+	if _, up := d.portIndex[port]; !up {
+		return
+	}
+	on := d.needsDiscovery(port)
+	if was, known := d.discovering[port]; known && was == on {
+		return
+	}
+	if err := d.capture.SetDiscovery(port, on); err != nil {
+		d.log.Debug("switching discovery", "port", port, "on", on, "err", err)
+		return
+	}
+	d.discovering[port] = on
+}
+
+// expireDiscovery ends the discovery window of ports whose arrival is old.
+func (d *Daemon) expireDiscovery() {
+	for port, at := range d.arrivedAt {
+		if time.Since(at) >= discoverAfterArrival {
+			delete(d.arrivedAt, port)
+			d.setDiscovery(port)
 		}
-		if err := d.capture.SetDiscovery(port, on); err != nil {
-			d.log.Debug("switching discovery", "port", port, "on", on, "err", err)
-			continue
+	}
+}
+
+// solicitIPv6 asks the VMs on port to show their global IPv6 addresses:
+// an echo request to all nodes from the tenant's global IPv6 gateway, which
+// a guest answers from its global address (seen by discovery). Used when a
+// VM arrived by another family, or announced a MAC roamd cannot bind.
+func (d *Daemon) solicitIPv6(port string) {
+	t := d.cfg.TenantForPort(port)
+	if t == nil {
+		return
+	}
+	for _, g := range t.Gateways {
+		if g.Is6() && !g.IsLinkLocalUnicast() {
+			d.solicitSeq++
+			frame := frames.EchoToAllNodes(net.HardwareAddr(d.cfg.GatewayMAC), g, 0x726d, d.solicitSeq)
+			if err := d.capture.Send(port, frame); err != nil {
+				d.log.Debug("soliciting IPv6 addresses", "port", port, "err", err)
+			}
+			return
 		}
-		d.discovering[port] = on
 	}
 }
 

@@ -360,3 +360,21 @@ func TestConflictingClaimWaitsForTheOwner(t *testing.T) {
 		t.Fatalf("route not moved to the new owner:\n%s", hv.routes(t))
 	}
 }
+
+// TestIPv6FoundAfterAnIPv4Arrival: a dual-stack VM that announced only its
+// IPv4 address is asked for its IPv6 one (an echo to all nodes from the
+// global gateway, answered from its global address).
+func TestIPv6FoundAfterAnIPv4Arrival(t *testing.T) {
+	hv := startHypervisor(t)
+	vm := hv.attachVM(t, "tapvm8", "52:54:00:00:00:80", "10.10.0.80")
+	vm.MustRun(t, "ip", "-6", "addr", "add", "2001:db8:10::80/64", "dev", "eth0", "nodad")
+	mac, _ := net.ParseMAC("52:54:00:00:00:80")
+	if err := vm.SendFrame("eth0", frames.GratuitousARP(mac, netip.MustParseAddr("10.10.0.80"))); err != nil {
+		t.Fatal(err)
+	}
+	hv.eventually(t, "both families claimed", func() bool {
+		h4, ok4 := hv.host(t, "10.10.0.80")
+		h6, ok6 := hv.host(t, "2001:db8:10::80")
+		return ok4 && ok6 && h4.State == "announced" && h6.State == "announced" && h6.Port == "tapvm8"
+	})
+}

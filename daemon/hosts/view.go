@@ -83,12 +83,17 @@ func (t *Table) RemoteKeys(tenant string) []Key {
 	return out
 }
 
-// HasRunningHost reports whether a host runs on port (local or announced).
-func (t *Table) HasRunningHost(port string) bool {
+// RunningFamilies reports whether an IPv4 and an IPv6 host run on port
+// (local or announced).
+func (t *Table) RunningFamilies(port string) (v4, v6 bool) {
 	for _, h := range t.byPort[port] {
 		if h.State == Announced || h.State == Local {
-			return true
+			if h.Addr.Is4() {
+				v4 = true
+			} else {
+				v6 = true
+			}
 		}
 	}
-	return false
+	return v4, v6
 }

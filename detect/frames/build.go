@@ -10,6 +10,7 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
+	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
 )
 
@@ -226,4 +227,21 @@ func must6(a netip.Addr) netip.Addr {
 		panic(fmt.Sprintf("frames: %v is not an IPv6 address", a))
 	}
 	return a.WithZone("")
+}
+
+// EchoToAllNodes returns an ICMPv6 echo request from src (a global gateway
+// address) at srcMAC to all nodes (ff02::1). A guest answers from the
+// address it would use toward src — its global address — which tells roamd
+// the IPv6 address of a VM whose announcements it missed.
+func EchoToAllNodes(srcMAC net.HardwareAddr, src netip.Addr, id, seq uint16) []byte {
+	mustMAC(srcMAC)
+	src = must6(src)
+	m := icmp.Message{Type: ipv6.ICMPTypeEchoRequest, Body: &icmp.Echo{ID: int(id), Seq: int(seq), Data: []byte("roamd")}}
+	msg, err := m.Marshal(icmp.IPv6PseudoHeader(src.AsSlice(), allNodes.AsSlice()))
+	if err != nil {
+		panic(fmt.Sprintf("frames: marshalling an echo request: %v", err))
+	}
+	d := allNodes.As16()
+	dst := net.HardwareAddr{0x33, 0x33, d[12], d[13], d[14], d[15]}
+	return ethFrame(srcMAC, dst, ethernet.EtherTypeIPv6, ipv6Packet(src, allNodes, protoICMPv6, 64, msg))
 }
