@@ -7,6 +7,9 @@ import (
 	"slices"
 )
 
+// This file: MAC → address bindings, which let a RARP (MAC only) claim the
+// VM's addresses.
+
 // Bind records that mac owns addrs in tenant (from configuration or a hint).
 // A pinned binding makes those hosts sticky here.
 func (t *Table) Bind(tenant string, mac net.HardwareAddr, addrs []netip.Addr, pinned bool) {

@@ -2,6 +2,8 @@ package hosts
 
 import "slices"
 
+// This file: the migration engine's hints (arrive, switch, depart).
+
 func (t *Table) hint(in Hint) []Action {
 	if t.tenants[in.Tenant] == nil {
 		return []Action{Refused{Key: Key{Tenant: in.Tenant}, Port: in.Port, MAC: in.MAC, Reason: RefuseUnknownPort}}

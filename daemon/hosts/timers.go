@@ -6,6 +6,8 @@ import (
 	"time"
 )
 
+// This file: the passing of time, failures, freezing and the move history.
+
 func (t *Table) tick(in Tick) []Action {
 	for k := range t.withNotified {
 		r := t.remote[k]
