@@ -59,16 +59,9 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 func TestReloadAppliesPeersAndPortPatterns(t *testing.T) {
 	cfg := testConfig(t, 1790)
 	rt := &fakeRouter{claims: make(chan ClaimSet)}
-	d, err := New(Options{Config: cfg, Kernel: &fakeKernel{}, Capture: fakeCapture{}, Routers: map[string]Router{"default": rt}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go d.Run(ctx)
-	d.ports <- PortEvent{Added: true, Name: "tap1", Index: 3}
+	d, ctx := runDaemon(t, cfg, rt, nil)
 	d.ports <- PortEvent{Added: true, Name: "vm1", Index: 4} // matches no pattern yet
-	eventually(t, "tap1 adopted", func() bool { st, err := d.Status(ctx); return err == nil && len(st.Ports) == 1 })
+	adopt(t, ctx, d, "tap1", 3, 1)
 
 	next := *cfg
 	next.Tenants = []config.Tenant{cfg.Tenants[0]}

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -15,16 +14,9 @@ func TestNewClaimsWaitForTheFabricsTables(t *testing.T) {
 	cfg := testConfig(t, 1790)
 	cfg.Timers.StartupHold = 30 * time.Second
 	rt := &fakeRouter{claims: make(chan ClaimSet), synced: make(chan struct{})}
-	d, err := New(Options{Config: cfg, Kernel: &fakeKernel{}, Capture: fakeCapture{}, Routers: map[string]Router{"default": rt}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go d.Run(ctx)
-	d.ports <- PortEvent{Added: true, Name: "tap1", Index: 3}
-	eventually(t, "tap1 adopted", func() bool { st, err := d.Status(ctx); return err == nil && len(st.Ports) == 1 })
-	d.frames <- frameIn{frame: hosts.Frame{Time: time.Now(), Port: "tap1", Source: hosts.SourceGARP, MAC: vmMAC, Addr: vmIP}, read: time.Now()}
+	d, ctx := runDaemon(t, cfg, rt, nil)
+	adopt(t, ctx, d, "tap1", 3, 1)
+	garp(d, "tap1", vmMAC, vmIP)
 
 	// Still syncing: the frame waits.
 	eventually(t, "the frame to be held", func() bool {
@@ -51,17 +43,11 @@ func TestNewClaimsWaitForTheFabricsTables(t *testing.T) {
 func TestRememberedSequenceOutbidsAfterRestart(t *testing.T) {
 	cfg := testConfig(t, 1790)
 	rt := &fakeRouter{claims: make(chan ClaimSet)}
-	d, err := New(Options{Config: cfg, Kernel: &fakeKernel{}, Capture: fakeCapture{}, Routers: map[string]Router{"default": rt},
-		Restored: map[hosts.Key]Remembered{{Tenant: "default", Addr: vmIP}: {Seq: 9, MAC: vmMAC}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go d.Run(ctx)
-	d.ports <- PortEvent{Added: true, Name: "tap1", Index: 3}
-	eventually(t, "tap1 adopted", func() bool { st, err := d.Status(ctx); return err == nil && len(st.Ports) == 1 })
-	d.frames <- frameIn{frame: hosts.Frame{Time: time.Now(), Port: "tap1", Source: hosts.SourceGARP, MAC: vmMAC, Addr: vmIP}, read: time.Now()}
+	d, ctx := runDaemon(t, cfg, rt, func(o *Options) {
+		o.Restored = map[hosts.Key]Remembered{{Tenant: "default", Addr: vmIP}: {Seq: 9, MAC: vmMAC}}
+	})
+	adopt(t, ctx, d, "tap1", 3, 1)
+	garp(d, "tap1", vmMAC, vmIP)
 	eventually(t, "the claim", func() bool {
 		hs, _ := d.Hosts(ctx)
 		return len(hs) == 1 && hs[0].State == "announced"

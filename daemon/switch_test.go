@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -33,15 +32,9 @@ func TestSwitchReturnsOnceTheOldSiteForwards(t *testing.T) {
 		cfg := testConfig(t, 1790)
 		rt := &fakeRouter{claims: make(chan ClaimSet, 1)}
 		site := &ackingSite{answer: answer, notified: make(chan hosts.Claim, 4)}
-		d, err := New(Options{Config: cfg, Kernel: &fakeKernel{}, Capture: fakeCapture{}, Notifier: site,
-			Routers: map[string]Router{"default": rt}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		d, ctx := runDaemon(t, cfg, rt, func(o *Options) { o.Notifier = site })
 		site.d = d
-		ctx, cancel := context.WithCancel(context.Background())
-		go d.Run(ctx)
-		d.ports <- PortEvent{Added: true, Name: "tap1", Index: 3}
+		adopt(t, ctx, d, "tap1", 3, 1)
 		rt.claims <- ClaimSet{Prefix: vmPfx, Claims: []hosts.Claim{{Origin: hv2ID, Seq: 4, MAC: vmMAC}}}
 		eventually(t, "the old site's claim and the port", func() bool {
 			st, err := d.Status(ctx)
@@ -61,6 +54,5 @@ func TestSwitchReturnsOnceTheOldSiteForwards(t *testing.T) {
 		if len(res.OldSites) != 1 || res.OldSites[0].Site != hv2ID.String() || res.OldSites[0].Forwarding != answer {
 			t.Fatalf("old site answering %v: switch reported %+v", answer, res.OldSites)
 		}
-		cancel()
 	}
 }
