@@ -282,7 +282,7 @@ func (c *Campaign) kill(hv string, vms []string) (*restart, error) {
 // re-announced, the leaves dropped what it did not) or ConvergeDeadline.
 func (c *Campaign) finish(ctx context.Context, r *restart) (*WatchReport, error) {
 	defer r.watch.Stop()
-	if err := sleepUntil(ctx, r.killed.Add(RestartDelay)); err != nil {
+	if err := nslab.Sleep(ctx, time.Until(r.killed.Add(RestartDelay))); err != nil {
 		return nil, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -356,7 +356,7 @@ func (c *Campaign) deleteMidMove(ctx context.Context, src, dst string) (string, 
 	if _, _, err := c.Lab.Unplug(twosite.VM); err != nil {
 		return detail, err
 	}
-	if err := sleepUntil(ctx, time.Now().Add(movePause)); err != nil {
+	if err := nslab.Sleep(ctx, movePause); err != nil {
 		return detail, err
 	}
 	if _, err := c.Lab.Plug(twosite.VM, dst); err != nil {
@@ -386,7 +386,7 @@ func (c *Campaign) deleteMidMove(ctx context.Context, src, dst string) (string, 
 		return detail, err
 	}
 	// The VM is down for a moment before it boots again.
-	if err := sleepUntil(ctx, time.Now().Add(500*time.Millisecond)); err != nil {
+	if err := nslab.Sleep(ctx, 500*time.Millisecond); err != nil {
 		return detail, err
 	}
 	if err := c.Lab.ReplugVM(ctx, twosite.VM, src); err != nil {
@@ -394,7 +394,7 @@ func (c *Campaign) deleteMidMove(ctx context.Context, src, dst string) (string, 
 	}
 	// The guest boots before it announces itself (the two-site lab's cold
 	// moves take the same time).
-	if err := sleepUntil(ctx, time.Now().Add(bootTime)); err != nil {
+	if err := nslab.Sleep(ctx, bootTime); err != nil {
 		return detail, err
 	}
 	return detail, c.Lab.AnnounceVM(twosite.VM)
@@ -417,21 +417,6 @@ func (c *Campaign) repair(ctx context.Context) error {
 		}
 	}
 	return c.Lab.WaitConverged(ctx)
-}
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }
 
 // Row is one line of the fault table.

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/roamd/roamd/labs/labtest"
 )
 
 // ciFaults is the lean campaign CI runs: every fault once, the kill faults
@@ -24,8 +26,8 @@ func TestFaultCampaign(t *testing.T) {
 	defer cancel()
 	c := &Campaign{
 		Lab:      lab,
-		Log:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Progress: testWriter{t},
+		Log:      labtest.Logger(t, slog.LevelInfo),
+		Progress: labtest.Writer(t),
 	}
 	ins, err := c.Run(ctx, ciFaults, 1)
 	var b bytes.Buffer

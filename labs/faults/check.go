@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/roamd/roamd/daemon/api"
 	"github.com/roamd/roamd/labs/nslab"
@@ -312,26 +311,20 @@ func (r kernelRoute) String() string {
 	return fmt.Sprintf("dev %s (table %d)", r.port, r.table)
 }
 
-// RoamdRoutes returns roamd's own kernel routes (its protocol number) on a
+// RoamdRoutes returns roamd's own kernel routes (nslab.RoamdProtocol) on a
 // hypervisor, in every table, by prefix.
 func (l *Lab) RoamdRoutes(hv string) (map[netip.Prefix]kernelRoute, error) {
 	n := l.Node(hv)
-	filter := &netlink.Route{Protocol: RouteProtocol, Table: unix.RT_TABLE_UNSPEC}
-	rs, err := n.Handle.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	rs, err := n.RoamdRoutes()
 	if err != nil {
-		return nil, fmt.Errorf("listing roamd's routes on %s: %w", hv, err)
+		return nil, err
 	}
 	out := map[netip.Prefix]kernelRoute{}
 	for _, r := range rs {
-		if r.Dst == nil {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(r.Dst.IP)
+		p, ok := nslab.RoutePrefix(r.Dst)
 		if !ok {
 			continue
 		}
-		bits, _ := r.Dst.Mask.Size()
-		p := netip.PrefixFrom(ip.Unmap(), bits)
 		kr := kernelRoute{table: r.Table}
 		link, err := n.Handle.LinkByIndex(r.LinkIndex)
 		if err == nil {

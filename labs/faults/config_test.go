@@ -3,15 +3,13 @@ package faults
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/roamd/roamd/daemon/config"
-	"github.com/roamd/roamd/labs/clab"
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
 	twosite "github.com/roamd/roamd/labs/two-site"
 )
@@ -20,13 +18,7 @@ import (
 // rely on; a mismatch would only show as a lab that never converges.
 
 func TestTopologyMatchesTheVMTable(t *testing.T) {
-	topo, err := clab.Load(TopologyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(topo.Ignored) != 0 {
-		t.Errorf("keys the namespace runner would ignore: %v", topo.Ignored)
-	}
+	topo := labtest.LoadTopology(t, TopologyFile)
 	for name, v := range VMs {
 		n := topo.Nodes[name]
 		if n == nil {
@@ -67,10 +59,7 @@ func TestTopologyMatchesTheVMTable(t *testing.T) {
 
 func TestRoamdConfigsMatchTheLab(t *testing.T) {
 	for _, hv := range []string{twosite.HV1, twosite.HV2} {
-		cfg, err := config.Load(filepath.Join(hv, "roamd.yaml"))
-		if err != nil {
-			t.Fatalf("%s/roamd.yaml: %v", hv, err)
-		}
+		cfg := labtest.LoadRoamdConfig(t, hv)
 		if cfg.RouterID != twosite.Loopbacks[hv] || cfg.ASN != twosite.ASN[hv] {
 			t.Errorf("%s: router_id %s asn %d, want %s and %d", hv, cfg.RouterID, cfg.ASN, twosite.Loopbacks[hv], twosite.ASN[hv])
 		}

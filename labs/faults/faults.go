@@ -17,14 +17,10 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/roamd/roamd/labs/clab"
 	"github.com/roamd/roamd/labs/nslab"
 	twosite "github.com/roamd/roamd/labs/two-site"
 )
@@ -96,9 +92,6 @@ var (
 	BlueTable        = 100
 )
 
-// RouteProtocol is the protocol number roamd writes its kernel routes with.
-const RouteProtocol = 77
-
 func mac(s string) net.HardwareAddr {
 	m, err := net.ParseMAC(s)
 	if err != nil {
@@ -116,54 +109,20 @@ type Lab struct {
 // home hypervisor (each announces itself until its route is in place). On
 // an error after nslab.Up the lab is returned, still up, for its logs.
 func Up(ctx context.Context, opts nslab.Options) (*Lab, error) {
-	dir, err := os.MkdirTemp("", "faults-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	if _, err := twosite.Extract(filepath.Join(dir, "two-site")); err != nil {
-		return nil, err
-	}
-	if err := extract(filepath.Join(dir, "faults")); err != nil {
-		return nil, err
-	}
-	topo, err := clab.Load(filepath.Join(dir, "faults", TopologyFile))
-	if err != nil {
-		return nil, err
-	}
-	nl, err := nslab.Up(ctx, topo, opts)
-	if err != nil {
+	nl, err := nslab.UpExtracted(ctx, extract, twosite.WaitFabric, opts)
+	if nl == nil {
 		return nil, err
 	}
 	l := &Lab{Lab: nl}
-	if err := twosite.WaitFabric(ctx, nl); err != nil {
+	if err != nil {
 		return l, err
 	}
-	if err := l.PlaceAll(ctx); err != nil {
-		return l, err
-	}
-	return l, nil
+	return l, l.PlaceAll(ctx)
 }
 
-func extract(dir string) error {
-	err := fs.WalkDir(files, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dir, path)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		data, err := files.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, 0o644)
-	})
-	if err != nil {
-		return fmt.Errorf("extracting the faults lab: %w", err)
-	}
-	return nil
+// extract writes the lab's files and two-site's, which its leaves use.
+func extract(dir string) (string, error) {
+	return twosite.ExtractBeside(dir, "faults", files, TopologyFile)
 }
 
 // PlaceAll makes every VM announce itself where its port is until roamd

@@ -76,24 +76,11 @@ func (l *Lab) Flood(ctx context.Context, vm string, d time.Duration, fs ...[]byt
 	return sent, ctx.Err()
 }
 
-// vmSocket opens a send-only packet socket (protocol 0 receives nothing)
-// on the VM's interface, in its namespace.
+// vmSocket opens a send-only packet socket on the VM's interface.
 func (l *Lab) vmSocket(vm string) (*packet.Conn, error) {
 	n := l.Node(vm)
 	if n == nil {
 		return nil, fmt.Errorf("no node %q", vm)
 	}
-	var conn *packet.Conn
-	err := n.Do(func() error {
-		ifi, err := net.InterfaceByName(vmIface)
-		if err != nil {
-			return err
-		}
-		conn, err = packet.Listen(ifi, packet.Raw, 0, nil)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening a packet socket on %s in %s: %w", vmIface, n.NS, err)
-	}
-	return conn, nil
+	return n.OpenSender(vmIface)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/roamd/roamd/labs/nslab"
 	twosite "github.com/roamd/roamd/labs/two-site"
 )
 
@@ -97,15 +98,10 @@ func (w *RouteWatch) fail(s string) {
 // kernel follows one leaf's route updates.
 func (w *RouteWatch) kernel(leaf string, updates <-chan netlink.RouteUpdate) {
 	for u := range updates {
-		if u.Dst == nil {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(u.Dst.IP)
+		p, ok := nslab.RoutePrefix(u.Dst)
 		if !ok {
 			continue
 		}
-		bits, _ := u.Dst.Mask.Size()
-		p := netip.PrefixFrom(ip.Unmap(), bits)
 		if _, watched := w.origin[p]; !watched || u.Table != unix.RT_TABLE_MAIN {
 			continue
 		}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/roamd/roamd/labs/nslab"
 )
 
 // machineLoad returns the share of CPU time (all CPUs) the machine spent
@@ -16,7 +18,7 @@ func machineLoad(ctx context.Context, d time.Duration) float64 {
 	if err != nil {
 		return -1
 	}
-	if sleepCtx(ctx, d) != nil {
+	if nslab.Sleep(ctx, d) != nil {
 		return -1
 	}
 	busy1, total1, err := cpuTimes()

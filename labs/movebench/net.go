@@ -8,37 +8,31 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/roamd/roamd/daemon/api"
 	"github.com/roamd/roamd/labs/movebench/diy"
 	"github.com/roamd/roamd/labs/nslab"
 )
 
 // Net is a variant's running network: the namespace lab and what runs
-// beside it (the do-it-yourself watchers, clients of roamd's API). The
-// methods wait for what an operator would check; they work the same whether
-// the VM is a QEMU guest or the tests' simulated one.
+// beside it (the do-it-yourself watchers). The methods wait for what an
+// operator would check; they work the same whether the VM is a QEMU guest
+// or the tests' simulated one.
 type Net struct {
 	Variant
 	Lab *nslab.Lab
 
 	watchers map[string]*diy.Watcher
-
-	mu   sync.Mutex
-	apis map[string]*api.Client
 }
 
 // Attach starts what the variant runs beside the lab (FabricDIY: a watcher
 // per hypervisor). Close stops it; the lab itself is the caller's.
 func Attach(v Variant, lab *nslab.Lab, log *slog.Logger) (*Net, error) {
-	n := &Net{Variant: v, Lab: lab, watchers: map[string]*diy.Watcher{}, apis: map[string]*api.Client{}}
+	n := &Net{Variant: v, Lab: lab, watchers: map[string]*diy.Watcher{}}
 	if v.Fabric != FabricDIY {
 		return n, nil
 	}
@@ -74,23 +68,6 @@ func (n *Net) Close() error {
 // Watcher returns the do-it-yourself watcher of a hypervisor (nil unless
 // the fabric is FabricDIY).
 func (n *Net) Watcher(hv string) *diy.Watcher { return n.watchers[hv] }
-
-// API returns a client of roamd's API on hv (FabricRoamd), one per node:
-// it keeps its connection open between calls.
-func (n *Net) API(hv string) (*api.Client, error) {
-	node := n.Lab.Node(hv)
-	if node == nil || node.APISocket == "" {
-		return nil, fmt.Errorf("%s runs no roamd in %s", hv, n.Variant)
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c := n.apis[hv]
-	if c == nil {
-		c = api.NewClient(node.APISocket)
-		n.apis[hv] = c
-	}
-	return c, nil
-}
 
 // WaitReady waits until every BGP session of the variant is established and
 // the client reaches both hypervisors' loopbacks (the underlay the VXLAN
@@ -188,21 +165,7 @@ func (n *Net) PreparePort(ctx context.Context, hv string) error {
 			return ok, fmt.Sprintf("MAC %s flags %s", l.Attrs().HardwareAddr, l.Attrs().Flags), n.watchers[hv].Err()
 		})
 	case FabricRoamd:
-		c, err := n.API(hv)
-		if err != nil {
-			return err
-		}
-		return nslab.Poll(ctx, "roamd on "+hv+" managing "+Port, func(ctx context.Context) (bool, string, error) {
-			st, err := c.Status(ctx)
-			if err != nil {
-				return false, "", err
-			}
-			var ports []string
-			for _, p := range st.Ports {
-				ports = append(ports, p.Name)
-			}
-			return slices.Contains(ports, Port), fmt.Sprintf("ports %v", ports), nil
-		})
+		return n.Lab.WaitRoamdPort(ctx, hv, Port)
 	}
 	return nil
 }
@@ -222,7 +185,7 @@ func (n *Net) WaitPlaced(ctx context.Context, hv string) error {
 		return nil
 	}
 	other := Other(hv)
-	c, err := n.API(other)
+	c, err := n.Lab.API(other)
 	if err != nil {
 		return err
 	}

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
-	"github.com/roamd/roamd/daemon/api"
 	qm "github.com/roamd/roamd/labs/qemu-migration"
 	"github.com/roamd/roamd/labs/qemu-migration/guest"
 )
@@ -129,20 +127,11 @@ func (s roamdStrategy) Settle(ctx context.Context, m *qm.Migration) error {
 	if err := s.net.WaitDelivers(ctx, m.To); err != nil {
 		return err
 	}
-	c, err := s.net.API(m.To)
+	mv, err := qm.LastArrival(ctx, s.net.Lab, m.To, VMAddr, m.Start)
 	if err != nil {
 		return err
 	}
-	mv, err := lastArrival(ctx, c, m.Start)
-	if err != nil {
-		return fmt.Errorf("roamd on %s: %w", m.To, err)
-	}
-	m.Claimed = mv.Time
-	if mv.DetectToRouteUS > 0 {
-		m.ClaimedRoute = mv.Time.Add(time.Duration(mv.DetectToRouteUS) * time.Microsecond)
-	}
-	m.Note("roamd on %s: claimed on %s, detect→route %d µs, detect→announce %d µs, old site's path gone %d µs after the announcement",
-		m.To, mv.Source, mv.DetectToRouteUS, mv.DetectToAnnounceUS, mv.OldWithdrawnUS)
+	qm.NoteArrival(m, mv)
 	return nil
 }
 
@@ -152,24 +141,6 @@ func (s roamdStrategy) Cleanup(ctx context.Context, m *qm.Migration) error {
 		return c.Cleanup(ctx, m)
 	}
 	return nil
-}
-
-// lastArrival returns roamd's record of the guest arriving after t.
-func lastArrival(ctx context.Context, c *api.Client, after time.Time) (api.Move, error) {
-	ms, err := c.Moves(ctx)
-	if err != nil {
-		return api.Move{}, err
-	}
-	var last api.Move
-	for _, mv := range ms {
-		if mv.Address == VMAddr.String() && mv.Direction == "arrived" && mv.Time.After(after) && mv.Time.After(last.Time) {
-			last = mv
-		}
-	}
-	if last.Time.IsZero() {
-		return last, fmt.Errorf("no arrival of %s recorded since %s", VMAddr, after.Format(time.StampMicro))
-	}
-	return last, nil
 }
 
 // baseline is a strategy of a fabric without roamd: nothing tells the

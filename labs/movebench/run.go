@@ -253,7 +253,7 @@ func migrate(ctx context.Context, o Options, lab *QEMULab, s Strategy, leaves Le
 	}
 	// Late losses (a route flapping back, a forwarding hold running out)
 	// show within the tail.
-	if err := sleepCtx(ctx, o.Tail); err != nil {
+	if err := nslab.Sleep(ctx, o.Tail); err != nil {
 		r.Error = err.Error()
 		return r
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
 	"os"
 	"time"
 
@@ -89,6 +89,9 @@ func (s *SimLab) Close() error {
 	return errors.Join(s.Net.Close(), s.Lab.Close())
 }
 
+// DumpLogs writes the last lines of every daemon log to w.
+func (s *SimLab) DumpLogs(w io.Writer, lines int) { s.Lab.DumpLogs(w, lines) }
+
 // place makes the VM announce itself (a gratuitous ARP, as a booting guest)
 // until the network delivers to it on hv1.
 func (s *SimLab) place(ctx context.Context) error {
@@ -111,19 +114,9 @@ func (s *SimLab) place(ctx context.Context) error {
 
 // announce sends one frame from the VM, to everyone.
 func (s *SimLab) announce(frame []byte) error {
-	vm := s.Lab.Node(SimVM)
-	var conn *packet.Conn
-	err := vm.Do(func() error {
-		ifi, err := net.InterfaceByName("eth1")
-		if err != nil {
-			return err
-		}
-		// Protocol 0: a send-only socket.
-		conn, err = packet.Listen(ifi, packet.Raw, 0, nil)
-		return err
-	})
+	conn, err := s.Lab.Node(SimVM).OpenSender("eth1")
 	if err != nil {
-		return fmt.Errorf("opening a packet socket on the VM's eth1: %w", err)
+		return err
 	}
 	defer conn.Close()
 	if _, err := conn.WriteTo(frame, &packet.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
@@ -167,7 +160,7 @@ func (s *SimLab) SimulatedMove(ctx context.Context, pause time.Duration) (SimMov
 		return m, fmt.Errorf("pausing: setting %s down on %s: %w", Port, m.From, err)
 	}
 	m.Paused = time.Now()
-	if err := sleepCtx(ctx, pause); err != nil {
+	if err := nslab.Sleep(ctx, pause); err != nil {
 		return m, err
 	}
 	if err := src.Handle.LinkSetNsFd(link, dst.Fd()); err != nil {
@@ -199,7 +192,7 @@ func (s *SimLab) SimulatedMove(ctx context.Context, pause time.Duration) (SimMov
 	}
 	first := time.Now()
 	for _, at := range nslab.RARPSchedule {
-		if err := sleepCtx(ctx, time.Until(first.Add(at))); err != nil {
+		if err := nslab.Sleep(ctx, time.Until(first.Add(at))); err != nil {
 			return m, err
 		}
 		if err := s.announce(frames.RARP(VMMAC)); err != nil {
@@ -207,18 +200,4 @@ func (s *SimLab) SimulatedMove(ctx context.Context, pause time.Duration) (SimMov
 		}
 	}
 	return m, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }

@@ -1,91 +1,34 @@
 package movebench
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
 	"github.com/roamd/roamd/labs/nslab/probe"
-	"github.com/roamd/roamd/labs/nstest"
 )
 
-// bins are roamd and roamctl, built once for the package (as root only).
-var (
-	bins     nslab.Binaries
-	buildErr error
-)
-
-func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "movebench-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if root, err := nslab.FindModuleRoot("."); err != nil {
-		buildErr = err
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		bins, buildErr = nslab.Build(ctx, root, dir)
-		cancel()
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { labtest.Main(m) }
 
 // Every variant's topology parses, gives its nodes the roles the benchmark
 // relies on and binds only files that exist.
 func TestVariantsLoad(t *testing.T) {
 	for _, v := range Variants() {
 		t.Run(v.String(), func(t *testing.T) {
-			topo, err := v.Load(t.TempDir())
+			path, err := v.Extract(t.TempDir())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(topo.Ignored) != 0 {
-				t.Errorf("keys the namespace runner would ignore: %v", topo.Ignored)
-			}
+			topo := labtest.LoadTopology(t, path)
 			leafRole := map[Leaves]nslab.Role{LeavesFRR: nslab.RoleFRR, LeavesBIRD: nslab.RoleBIRD}[v.Leaves]
 			hvRole := map[Fabric]nslab.Role{FabricRoamd: nslab.RoleRoamd, FabricL2: nslab.RoleHost, FabricDIY: nslab.RoleFRR, FabricEVPN: nslab.RoleFRR}[v.Fabric]
-			want := map[string]nslab.Role{Leaf1: leafRole, Leaf2: leafRole, HV1: hvRole, HV2: hvRole, Client: nslab.RoleHost}
-			for name, role := range want {
-				n := topo.Nodes[name]
-				if n == nil {
-					t.Errorf("node %s missing", name)
-					continue
-				}
-				if got, err := nslab.RoleOf(n); err != nil || got != role {
-					t.Errorf("node %s has role %q (%v), want %q", name, got, err, role)
-				}
-				for _, b := range n.Binds {
-					if _, err := os.Stat(b.Source); err != nil {
-						t.Errorf("node %s binds a missing file: %v", name, err)
-					}
-				}
-			}
-			if len(topo.Nodes) != len(want) {
-				t.Errorf("%d nodes, want %d", len(topo.Nodes), len(want))
-			}
+			labtest.CheckTopology(t, topo, map[string]nslab.Role{Leaf1: leafRole, Leaf2: leafRole, HV1: hvRole, HV2: hvRole, Client: nslab.RoleHost})
 		})
 	}
-}
-
-// testWriter sends log lines to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // Each variant comes up, delivers the client's traffic to the VM on hv1,
@@ -93,36 +36,20 @@ func (w testWriter) Write(p []byte) (int, error) {
 // opened before it intact. The benchmark proper (real QEMU migrations,
 // many of them) is not run here.
 func TestVariantsComeUpAndFollowAMove(t *testing.T) {
-	nstest.RequireRoot(t)
-	if buildErr != nil {
-		t.Fatalf("building roamd: %v", buildErr)
-	}
+	labtest.Binaries(t)
 	for _, v := range Variants() {
 		t.Run(v.String(), func(t *testing.T) { testVariant(t, v) })
 	}
 }
 
 func testVariant(t *testing.T, v Variant) {
+	opts := labtest.Options(t, slog.LevelWarn)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	start := time.Now()
-	lab, err := UpSimulated(ctx, v, nslab.Options{RoamdBin: bins.Roamd, RoamctlBin: bins.Roamctl, Logger: log})
-	if lab != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				var b bytes.Buffer
-				lab.Lab.DumpLogs(&b, 40)
-				t.Log("daemon logs:\n" + b.String())
-			}
-			if err := lab.Close(); err != nil {
-				t.Errorf("tearing down: %v", err)
-			}
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab := labtest.Up(t, ctx, opts, 40, func(ctx context.Context, opts nslab.Options) (*SimLab, error) {
+		return UpSimulated(ctx, v, opts)
+	})
 	placed := time.Since(start)
 
 	echo, err := probe.StartEcho(lab.Lab.Node(SimVM), EchoPort)

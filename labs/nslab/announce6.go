@@ -46,7 +46,7 @@ func (l *Lab) AnnounceIPv6(vmName string) ([]netip.Addr, error) {
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("VM %s has no global IPv6 address on %s to announce", vmName, vmIface)
 	}
-	conn, err := openSender(vm, vmIface)
+	conn, err := vm.OpenSender(vmIface)
 	if err != nil {
 		return nil, err
 	}

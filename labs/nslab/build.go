@@ -38,9 +38,9 @@ func FindModuleRoot(dir string) (string, error) {
 	}
 }
 
-// goTool returns the go command: the one on PATH, else the toolchain this
-// program was built with.
-func goTool() (string, error) {
+// GoCommand returns the go command: the one on PATH, else the toolchain
+// this program was built with.
+func GoCommand() (string, error) {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p, nil
 	}
@@ -54,7 +54,7 @@ func goTool() (string, error) {
 // Build compiles ./cmd/roamd and ./cmd/roamctl of the module at root into
 // outDir.
 func Build(ctx context.Context, root, outDir string) (Binaries, error) {
-	gocmd, err := goTool()
+	gocmd, err := GoCommand()
 	if err != nil {
 		return Binaries{}, err
 	}
@@ -67,4 +67,19 @@ func Build(ctx context.Context, root, outDir string) (Binaries, error) {
 		}
 	}
 	return b, nil
+}
+
+// BuildTemp builds roamd and roamctl of the module at root (Build) into a
+// new temporary directory; remove deletes that directory.
+func BuildTemp(ctx context.Context, root string) (b Binaries, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "roamd-bin-")
+	if err != nil {
+		return Binaries{}, func() {}, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	if b, err = Build(ctx, root, dir); err != nil {
+		remove()
+		return Binaries{}, func() {}, err
+	}
+	return b, remove, nil
 }

@@ -25,8 +25,10 @@
 // line runs under "sh -c" in the node's namespace; consecutive "ip" lines go
 // through one "ip -batch".
 //
-// Besides bringing labs up, the package waits for conditions (BGP sessions,
-// routes at a router, roamd host states) by polling with deadlines, and moves
-// a VM between hypervisors the way a live migration looks from the network
-// (see Move).
+// UpExtracted brings up a lab package's embedded topology and waits until
+// it is ready. Besides bringing labs up, the package waits for conditions
+// (BGP sessions, routes at a router, roamd host states, roamd's kernel
+// routes) by polling with deadlines, asks roamd as an operator would
+// (Roamctl) and as an orchestrator would (API), and moves a VM between
+// hypervisors the way a live migration looks from the network (see Move).
 package nslab

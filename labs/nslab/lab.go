@@ -57,6 +57,7 @@ type Lab struct {
 	frr     []*frrInstance
 	roamds  []*daemon
 	bird    []*daemon // BIRD routers
+	apis    apiClients
 
 	closeOnce sync.Once
 	closeErr  error

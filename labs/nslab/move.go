@@ -214,7 +214,7 @@ func (l *Lab) Move(ctx context.Context, m Move) (*MoveReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := openSender(vm, vmIface)
+	conn, err := vm.OpenSender(vmIface)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +242,7 @@ func (l *Lab) Move(ctx context.Context, m Move) (*MoveReport, error) {
 			return r, err
 		}
 	}
-	if err := sleepCtx(ctx, time.Until(r.Left.Add(m.Pause))); err != nil {
+	if err := Sleep(ctx, time.Until(r.Left.Add(m.Pause))); err != nil {
 		return r, err
 	}
 	if r.Arrived, err = l.Plug(m.VM, m.To); err != nil {
@@ -257,7 +257,7 @@ func (l *Lab) Move(ctx context.Context, m Move) (*MoveReport, error) {
 	if r.CarrierUp, err = waitCarrier(ctx, vm, id.link.Attrs().Name); err != nil {
 		return r, err
 	}
-	if err := sleepCtx(ctx, m.Boot); err != nil {
+	if err := Sleep(ctx, m.Boot); err != nil {
 		return r, err
 	}
 
@@ -276,7 +276,7 @@ func (l *Lab) Move(ctx context.Context, m Move) (*MoveReport, error) {
 	}
 	first := time.Now()
 	for _, at := range RARPSchedule {
-		if err := sleepCtx(ctx, time.Until(first.Add(at))); err != nil {
+		if err := Sleep(ctx, time.Until(first.Add(at))); err != nil {
 			return r, err
 		}
 		if err := send("rarp", frames.RARP(id.mac)); err != nil {
@@ -307,7 +307,7 @@ func (l *Lab) Announce(vmName string) error {
 	if err != nil {
 		return err
 	}
-	conn, err := openSender(vm, vmIface)
+	conn, err := vm.OpenSender(vmIface)
 	if err != nil {
 		return err
 	}
@@ -339,7 +339,7 @@ func waitCarrier(ctx context.Context, vm *Node, iface string) (time.Time, error)
 		if time.Now().After(deadline) {
 			return time.Time{}, fmt.Errorf("%s in %s has no carrier 5 s after its port came up", iface, vm.NS)
 		}
-		if err := sleepCtx(ctx, time.Millisecond); err != nil {
+		if err := Sleep(ctx, time.Millisecond); err != nil {
 			return time.Time{}, err
 		}
 	}
@@ -367,11 +367,12 @@ func vmIdentity(vm *Node, iface string) (identity, error) {
 	return id, nil
 }
 
-// openSender opens a send-only packet socket (protocol 0 receives nothing)
-// on the VM's interface, inside its namespace.
-func openSender(vm *Node, iface string) (*packet.Conn, error) {
+// OpenSender opens a send-only packet socket (protocol 0 receives nothing)
+// on the node's interface iface, inside its namespace: how a VM sends
+// frames of its own making.
+func (n *Node) OpenSender(iface string) (*packet.Conn, error) {
 	var conn *packet.Conn
-	err := vm.Do(func() error {
+	err := n.Do(func() error {
 		ifi, err := net.InterfaceByName(iface)
 		if err != nil {
 			return err
@@ -380,7 +381,7 @@ func openSender(vm *Node, iface string) (*packet.Conn, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening a packet socket on %s in %s: %w", iface, vm.NS, err)
+		return nil, fmt.Errorf("opening a packet socket on %s in %s: %w", iface, n.NS, err)
 	}
 	return conn, nil
 }
@@ -401,7 +402,9 @@ func flushNeighbours(vm *Node, link netlink.Link) error {
 	return nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits for d; it returns early, with ctx's cause, when ctx ends
+// first.
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

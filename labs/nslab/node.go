@@ -7,13 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/roamd/roamd/labs/clab"
+	"github.com/roamd/roamd/labs/nsthread"
 )
 
 // Role says what runs in a node.
@@ -115,78 +115,18 @@ func (n *Node) Spec() *clab.Node { return n.spec }
 // Fd is the namespace's file descriptor, for moving links into it.
 func (n *Node) Fd() int { return int(n.handle) }
 
-// newNamespace creates the named namespace (failing if it exists). The
-// creating thread enters the namespace, so it is a thread of its own that
-// dies with its goroutine if it cannot return.
+// newNamespace creates the named namespace, failing if it exists.
 func newNamespace(name string) (netns.NsHandle, error) {
 	if _, err := os.Stat(netnsDir + "/" + name); err == nil {
 		return 0, fmt.Errorf("namespace %s already exists (left by a crashed run? roamlab clean)", name)
 	}
-	type result struct {
-		h   netns.NsHandle
-		err error
-	}
-	c := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			c <- result{err: fmt.Errorf("getting the current namespace: %w", err)}
-			return
-		}
-		defer orig.Close()
-		h, err := netns.NewNamed(name)
-		if err2 := netns.Set(orig); err2 != nil {
-			// Stay locked: the runtime discards this thread.
-			if err == nil {
-				h.Close()
-			}
-			c <- result{err: fmt.Errorf("returning from namespace %s: %w", name, err2)}
-			return
-		}
-		runtime.UnlockOSThread()
-		if err != nil {
-			c <- result{err: fmt.Errorf("creating namespace %s: %w", name, err)}
-			return
-		}
-		c <- result{h: h}
-	}()
-	r := <-c
-	return r.h, r.err
+	return nsthread.NewNamed(name)
 }
 
 // Do runs fn on a locked OS thread inside the node's namespace. Sockets fn
 // opens stay in the namespace after Do returns.
 func (n *Node) Do(fn func() error) error {
-	return doIn(n.handle, n.NS, fn)
-}
-
-func doIn(h netns.NsHandle, name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		if err := netns.Set(h); err != nil {
-			orig.Close()
-			errc <- fmt.Errorf("entering %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: the runtime discards it when this
-			// goroutine exits.
-			errc <- fmt.Errorf("leaving %s: %w", name, err)
-			return
-		}
-		orig.Close()
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return nsthread.Do(n.handle, n.NS, fn)
 }
 
 // Command returns a command that runs inside the node's namespace.

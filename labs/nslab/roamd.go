@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -129,6 +130,19 @@ func (l *Lab) Roamctl(ctx context.Context, node string, args ...string) ([]byte,
 	return out, nil
 }
 
+// RoamctlJSON runs `roamctl ARGS -o json` against a roamd node's API socket
+// and decodes what it prints into v.
+func (l *Lab) RoamctlJSON(ctx context.Context, node string, v any, args ...string) error {
+	out, err := l.Roamctl(ctx, node, slices.Concat(args, []string{"-o", "json"})...)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("parsing roamctl %s on %s: %w: %q", strings.Join(args, " "), node, err, out)
+	}
+	return nil
+}
+
 // RoamdHost is one host as `roamctl show hosts -o json` prints it.
 type RoamdHost struct {
 	Tenant     string     `json:"tenant"`
@@ -155,28 +169,16 @@ type RoamdPeer struct {
 
 // RoamdHosts returns roamd's host table on a node.
 func (l *Lab) RoamdHosts(ctx context.Context, node string) ([]RoamdHost, error) {
-	out, err := l.Roamctl(ctx, node, "show", "hosts", "-o", "json")
-	if err != nil {
-		return nil, err
-	}
 	var hs []RoamdHost
-	if err := json.Unmarshal(out, &hs); err != nil {
-		return nil, fmt.Errorf("parsing roamctl show hosts on %s: %w: %q", node, err, out)
-	}
-	return hs, nil
+	err := l.RoamctlJSON(ctx, node, &hs, "show", "hosts")
+	return hs, err
 }
 
 // RoamdPeers returns roamd's BGP peers on a node.
 func (l *Lab) RoamdPeers(ctx context.Context, node string) ([]RoamdPeer, error) {
-	out, err := l.Roamctl(ctx, node, "show", "peers", "-o", "json")
-	if err != nil {
-		return nil, err
-	}
 	var ps []RoamdPeer
-	if err := json.Unmarshal(out, &ps); err != nil {
-		return nil, fmt.Errorf("parsing roamctl show peers on %s: %w: %q", node, err, out)
-	}
-	return ps, nil
+	err := l.RoamctlJSON(ctx, node, &ps, "show", "peers")
+	return ps, err
 }
 
 // RoamdMove is one move as `roamctl show moves -o json` prints it: a host
@@ -201,13 +203,7 @@ type RoamdMove struct {
 
 // RoamdMoves returns the recent moves roamd on node recorded.
 func (l *Lab) RoamdMoves(ctx context.Context, node string) ([]RoamdMove, error) {
-	out, err := l.Roamctl(ctx, node, "show", "moves", "-o", "json")
-	if err != nil {
-		return nil, err
-	}
 	var ms []RoamdMove
-	if err := json.Unmarshal(out, &ms); err != nil {
-		return nil, fmt.Errorf("parsing roamctl show moves on %s: %w: %q", node, err, out)
-	}
-	return ms, nil
+	err := l.RoamctlJSON(ctx, node, &ms, "show", "moves")
+	return ms, err
 }

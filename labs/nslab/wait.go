@@ -234,6 +234,9 @@ type BGPPath struct {
 	NextHops []netip.Addr
 	Best     bool
 	Valid    bool
+	// ExtCommunities is FRR's rendering of the path's extended
+	// communities, e.g. "SoO:192.0.2.11:100".
+	ExtCommunities string
 }
 
 // BGPPaths returns the paths an FRR node holds for exactly prefix.
@@ -258,6 +261,9 @@ func (l *Lab) BGPPaths(ctx context.Context, node string, prefix netip.Prefix) ([
 			NextHops []struct {
 				IP string `json:"ip"`
 			} `json:"nexthops"`
+			ExtCommunity struct {
+				String string `json:"string"`
+			} `json:"extendedCommunity"`
 			Peer struct {
 				PeerID   string `json:"peerId"`
 				RouterID string `json:"routerId"`
@@ -269,7 +275,7 @@ func (l *Lab) BGPPaths(ctx context.Context, node string, prefix netip.Prefix) ([
 	}
 	var paths []BGPPath
 	for _, p := range entry.Paths {
-		bp := BGPPath{ASPath: p.ASPath.String, Valid: p.Valid, Best: p.BestPath != nil && p.BestPath.Overall}
+		bp := BGPPath{ASPath: p.ASPath.String, Valid: p.Valid, Best: p.BestPath != nil && p.BestPath.Overall, ExtCommunities: p.ExtCommunity.String}
 		bp.Peer, _ = netip.ParseAddr(p.Peer.PeerID)
 		bp.RouterID, _ = netip.ParseAddr(p.Peer.RouterID)
 		for _, nh := range p.NextHops {
@@ -382,5 +388,40 @@ func (l *Lab) WaitAdvertised(ctx context.Context, node string, neighbour netip.A
 			}
 		}
 		return false, fmt.Sprintf("advertised paths %q", paths), nil
+	})
+}
+
+// SelectedVia reports whether one of the routes is selected and has nextHop
+// among its active next hops.
+func SelectedVia(rs []Route, nextHop netip.Addr) bool {
+	return slices.ContainsFunc(rs, func(r Route) bool { return r.Selected && slices.Contains(r.NextHops, nextHop) })
+}
+
+// WaitBestFrom waits until the FRR node's best BGP path for prefix comes
+// from peer and the node has installed a BGP route for it. An IPv6 route
+// learned over an IPv6 session goes via the peer's link-local address, so
+// there the next hop alone (WaitRoute) does not name the peer.
+func (l *Lab) WaitBestFrom(ctx context.Context, node string, prefix netip.Prefix, peer netip.Addr) error {
+	what := fmt.Sprintf("%s route %s from %s", node, prefix, peer)
+	return Poll(ctx, what, func(ctx context.Context) (bool, string, error) {
+		ps, err := l.BGPPaths(ctx, node, prefix)
+		if err != nil {
+			return false, "", err
+		}
+		var seen []string
+		best := false
+		for _, p := range ps {
+			seen = append(seen, fmt.Sprintf("from %s best %v", p.Peer, p.Best))
+			best = best || (p.Best && p.Peer == peer)
+		}
+		if !best {
+			return false, strings.Join(seen, "; "), nil
+		}
+		rs, err := l.Routes(ctx, node, prefix)
+		if err != nil {
+			return false, "", err
+		}
+		installed := slices.ContainsFunc(rs, func(r Route) bool { return r.Protocol == "bgp" && r.Selected && r.Installed })
+		return installed, "best path from " + peer.String() + ", routes: " + describeRoutes(rs), nil
 	})
 }

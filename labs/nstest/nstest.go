@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +21,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/roamd/roamd/labs/nsthread"
 )
 
 var (
@@ -72,21 +73,9 @@ func New(t testing.TB, name string) *NS {
 		full = full[:40]
 	}
 
-	runtime.LockOSThread()
-	orig, err := netns.Get()
+	h, err := nsthread.NewNamed(full)
 	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("getting current netns: %v", err)
-	}
-	h, err := netns.NewNamed(full)
-	if err2 := netns.Set(orig); err2 != nil {
-		// The thread is stuck in the wrong namespace: never reuse it.
-		t.Fatalf("returning to the original netns: %v", err2)
-	}
-	orig.Close()
-	runtime.UnlockOSThread()
-	if err != nil {
-		t.Fatalf("creating netns %s: %v", full, err)
+		t.Fatal(err)
 	}
 	nh, err := netlink.NewHandleAt(h)
 	if err != nil {
@@ -114,29 +103,7 @@ func (n *NS) Fd() int { return int(n.handle) }
 // Do runs fn on a locked OS thread inside the namespace. Sockets fn opens
 // stay in the namespace after Do returns.
 func (n *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		if err := netns.Set(n.handle); err != nil {
-			errc <- fmt.Errorf("entering %s: %w", n.Name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: the runtime discards it on exit.
-			errc <- fmt.Errorf("leaving %s: %w", n.Name, err)
-			return
-		}
-		orig.Close()
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return nsthread.Do(n.handle, n.Name, fn)
 }
 
 // Run runs a command inside the namespace and returns its combined output.

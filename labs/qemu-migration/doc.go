@@ -49,7 +49,7 @@
 //
 //   - Switchover: roamd's lossless switchover. `arrive` hint to the
 //     destination's roamd in Prepare (it stages the tap), `switch` hint at
-//     pre-switchover, both over one persistent API connection (Lab.API).
+//     pre-switchover, both over one persistent API connection (Net.API).
 //   - RARPOnly: nothing tells roamd; the destination's roamd claims the
 //     guest on QEMU's RARP (run the lab with Options.NoGuestAnnounce to
 //     take the guest's own gratuitous ARP away), as with vMotion.

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/roamd/roamd/daemon/api"
-	"github.com/roamd/roamd/labs/clab"
 	"github.com/roamd/roamd/labs/nslab"
 	"github.com/roamd/roamd/labs/nslab/probe"
 	"github.com/roamd/roamd/labs/qemu-migration/guest"
@@ -107,7 +105,6 @@ type Lab struct {
 
 	mu    sync.Mutex
 	qemus []*qemu.Instance // every QEMU started, for Close
-	apis  map[string]*api.Client
 }
 
 // Up builds the guest image, brings the fabric up, boots the guest on the
@@ -138,24 +135,18 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	log.Info("guest image ready", "kernel", img.Kernel.Release, "took", time.Since(start).Round(time.Millisecond))
 
-	dir, err := os.MkdirTemp("", "qemu-migration-")
+	extract := func(dir string) (string, error) {
+		p, err := o.Fabric.Extract(dir)
+		if err != nil {
+			return "", fmt.Errorf("extracting fabric %s: %w", o.Fabric.Name, err)
+		}
+		return p, nil
+	}
+	netLab, err := nslab.UpExtracted(ctx, extract, nil, o.Lab)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	topoPath, err := o.Fabric.Extract(dir)
-	if err != nil {
-		return nil, fmt.Errorf("extracting fabric %s: %w", o.Fabric.Name, err)
-	}
-	topo, err := clab.Load(topoPath)
-	if err != nil {
-		return nil, err
-	}
-	netLab, err := nslab.Up(ctx, topo, o.Lab)
-	if err != nil {
-		return nil, err
-	}
-	lab := &Lab{Net: netLab, Fabric: *o.Fabric, Image: img, opts: o, log: log, apis: map[string]*api.Client{}}
+	lab := &Lab{Net: netLab, Fabric: *o.Fabric, Image: img, opts: o, log: log}
 	defer func() {
 		if err != nil {
 			var b strings.Builder
@@ -270,23 +261,6 @@ func (l *Lab) Target() netip.AddrPort {
 	return netip.AddrPortFrom(l.Image.Config.Addr4.Addr(), uint16(l.Image.Config.EchoPort))
 }
 
-// API returns a client of roamd's API on node, one per node for the lab's
-// lifetime: it keeps its connection open, so a hint costs a round trip.
-func (l *Lab) API(node string) (*api.Client, error) {
-	n := l.Net.Node(node)
-	if n == nil || n.APISocket == "" {
-		return nil, fmt.Errorf("node %s runs no roamd", node)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := l.apis[node]
-	if c == nil {
-		c = api.NewClient(n.APISocket)
-		l.apis[node] = c
-	}
-	return c, nil
-}
-
 // DumpLogs writes the last lines of every daemon log, QEMU's output and the
 // guest's console to w (for a failed test or run).
 func (l *Lab) DumpLogs(w io.Writer, lines int) {
@@ -333,19 +307,10 @@ func (l *Lab) StartTraffic(ctx context.Context, interval time.Duration) (*Traffi
 	client := l.Net.Node(l.Fabric.Client)
 	t := &Traffic{}
 	var err error
-	if t.Prober, err = probe.Start(client, l.Target(), interval); err != nil {
+	if t.Prober, err = probe.StartAnswered(ctx, client, l.Target(), interval, 10*time.Second); err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := t.Prober.WaitReply(wctx, time.Now()); err != nil {
-		t.Stop()
-		return nil, err
-	}
-	if t.TCP, err = probe.DialTCP(client, l.Target(), 5*time.Second); err == nil {
-		_, err = t.TCP.Check(5 * time.Second)
-	}
-	if err != nil {
+	if t.TCP, err = probe.DialChecked(client, l.Target(), 5*time.Second); err != nil {
 		t.Stop()
 		return nil, err
 	}

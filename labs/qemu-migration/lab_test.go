@@ -3,18 +3,16 @@ package qemumigration
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
-	"github.com/roamd/roamd/labs/nstest"
 	twosite "github.com/roamd/roamd/labs/two-site"
 )
 
@@ -22,68 +20,24 @@ import (
 // hypervisors of the two-site fabric, real FRR leaves, roamd on both
 // hypervisors. Needs root.
 
-var (
-	bins     nslab.Binaries
-	buildErr error
-)
-
-func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "qemu-migration-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if root, err := nslab.FindModuleRoot("."); err != nil {
-		buildErr = err
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		bins, buildErr = nslab.Build(ctx, root, dir)
-		cancel()
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func TestMain(m *testing.M) { labtest.Main(m) }
 
 // One lab, three migrations under 1 kHz probe traffic and a TCP session:
 // RARP-only hv1→hv2 with the guest's own announcement off (QEMU's RARP is
 // all roamd gets), then the lossless switchover hv2→hv1 and hv1→hv2.
 func TestLiveMigration(t *testing.T) {
-	nstest.RequireRoot(t)
-	if buildErr != nil {
-		t.Fatalf("building roamd: %v", buildErr)
-	}
+	bins := labtest.Binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	lab, err := Up(ctx, Options{
 		NoGuestAnnounce: true,
 		Lab:             nslab.Options{RoamdBin: bins.Roamd, RoamctlBin: bins.Roamctl},
-		Logger:          log,
+		Logger:          labtest.Logger(t, slog.LevelInfo),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			var b bytes.Buffer
-			lab.DumpLogs(&b, 60)
-			t.Log("logs:\n" + b.String())
-		}
-		if err := lab.Close(); err != nil {
-			t.Errorf("tearing down: %v", err)
-		}
-	})
+	labtest.CloseAtEnd(t, lab, 60)
 	if lab.At != twosite.HV1 {
 		t.Fatalf("the guest booted on %s, want hv1", lab.At)
 	}
@@ -161,9 +115,9 @@ func checkHostRoute(t *testing.T, lab *Lab, hv string) {
 	if len(rs) != 1 || rs[0].LinkIndex != tap.Attrs().Index {
 		t.Errorf("%s routes %s via %v, want out of %s", hv, twosite.VMAddr, rs, Tap)
 	}
-	filter := &netlink.Route{Dst: &net.IPNet{IP: twosite.VMAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}, Protocol: RoamdProtocol}
+	filter := &netlink.Route{Dst: &net.IPNet{IP: twosite.VMAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}, Protocol: nslab.RoamdProtocol}
 	own, err := n.Handle.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_DST|netlink.RT_FILTER_PROTOCOL)
 	if err != nil || len(own) == 0 {
-		t.Errorf("%s has no roamd route (protocol %d) for the guest: %v %v", hv, RoamdProtocol, own, err)
+		t.Errorf("%s has no roamd route (protocol %d) for the guest: %v %v", hv, nslab.RoamdProtocol, own, err)
 	}
 }

@@ -5,14 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
-
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/roamd/roamd/daemon/api"
 	"github.com/roamd/roamd/labs/nslab"
@@ -26,10 +19,6 @@ const TopologyFile = "qemu-migration.clab.yml"
 
 //go:embed qemu-migration.clab.yml
 var topology embed.FS
-
-// RoamdProtocol is the route protocol number roamd writes its kernel routes
-// with.
-const RoamdProtocol = 77
 
 // RoamdFabric is the two-site fabric (FRR leaves, roamd on both
 // hypervisors, the client under leaf1) with the guest on QEMU: the guest is
@@ -47,41 +36,15 @@ func RoamdFabric() *Fabric {
 	}
 }
 
-// extractRoamdFabric writes two-site's files to dir/two-site and the
-// topology to dir/qemu-migration, where its relative binds find them.
+// extractRoamdFabric writes the topology and two-site's files, which
+// every node uses.
 func extractRoamdFabric(dir string) (string, error) {
-	if _, err := twosite.Extract(filepath.Join(dir, "two-site")); err != nil {
-		return "", err
-	}
-	data, err := topology.ReadFile(TopologyFile)
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "qemu-migration", TopologyFile)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return "", err
-	}
-	return p, os.WriteFile(p, data, 0o644)
+	return twosite.ExtractBeside(dir, "qemu-migration", topology, TopologyFile)
 }
 
-// roamdPortUp waits until roamd on hv has taken the tap as a VM port
-// (anycast MAC, proxy ARP, capture open).
+// roamdPortUp waits until roamd on hv has taken the tap as a VM port.
 func roamdPortUp(ctx context.Context, l *Lab, hv string) error {
-	c, err := l.API(hv)
-	if err != nil {
-		return err
-	}
-	return nslab.Poll(ctx, "roamd on "+hv+" managing port "+Tap, func(ctx context.Context) (bool, string, error) {
-		st, err := c.Status(ctx)
-		if err != nil {
-			return false, "", err
-		}
-		var ports []string
-		for _, p := range st.Ports {
-			ports = append(ports, p.Name)
-		}
-		return slices.Contains(ports, Tap), fmt.Sprintf("ports %v", ports), nil
-	})
+	return l.Net.WaitRoamdPort(ctx, hv, Tap)
 }
 
 // roamdPlaced waits until the fabric routes the freshly booted guest to hv
@@ -111,7 +74,7 @@ func roamdSettled(ctx context.Context, m *Migration) error {
 	if _, err := l.Net.WaitRoamdHost(ctx, m.To, twosite.VMAddr, "announced"); err != nil {
 		return err
 	}
-	return WaitNoRoamdRoute(ctx, l, m.From, twosite.VMAddr)
+	return l.Net.WaitNoRoamdRoute(ctx, m.From, twosite.VMAddr)
 }
 
 // RecordRoamdArrival waits until roamd on m.To has recorded the guest's
@@ -123,24 +86,32 @@ func RecordRoamdArrival(ctx context.Context, m *Migration) error {
 	var mv api.Move
 	err := nslab.Poll(ctx, "roamd on "+m.To+" recording the arrival of "+twosite.VMAddr.String(), func(ctx context.Context) (bool, string, error) {
 		var err error
-		mv, err = lastArrival(ctx, m.Lab, m.To, m.Start)
+		mv, err = LastArrival(ctx, m.Lab.Net, m.To, twosite.VMAddr, m.Start)
 		return err == nil, "", err
 	})
 	if err != nil {
 		return err
 	}
+	NoteArrival(m, mv)
+	return nil
+}
+
+// NoteArrival notes roamd's account of the guest's arrival in m: when it
+// claimed the guest and installed its route, on which frame or hint, how
+// long each step took, and when the old site's path disappeared.
+func NoteArrival(m *Migration, mv api.Move) {
 	m.Claimed = mv.Time
 	if mv.DetectToRouteUS > 0 {
 		m.ClaimedRoute = mv.Time.Add(time.Duration(mv.DetectToRouteUS) * time.Microsecond)
 	}
 	m.Note("roamd on %s: claimed on %s, detect→route %d µs, detect→announce %d µs, old site's path gone %d µs after the announcement (ADD-PATH)",
 		m.To, mv.Source, mv.DetectToRouteUS, mv.DetectToAnnounceUS, mv.OldWithdrawnUS)
-	return nil
 }
 
-// lastArrival returns roamd's record of the guest arriving at hv after t.
-func lastArrival(ctx context.Context, l *Lab, hv string, after time.Time) (api.Move, error) {
-	c, err := l.API(hv)
+// LastArrival returns roamd's latest record on node of addr arriving there
+// after t.
+func LastArrival(ctx context.Context, lab *nslab.Lab, node string, addr netip.Addr, after time.Time) (api.Move, error) {
+	c, err := lab.API(node)
 	if err != nil {
 		return api.Move{}, err
 	}
@@ -150,35 +121,14 @@ func lastArrival(ctx context.Context, l *Lab, hv string, after time.Time) (api.M
 	}
 	var last api.Move
 	for _, mv := range ms {
-		if mv.Address == twosite.VMAddr.String() && mv.Direction == "arrived" && mv.Time.After(after) && mv.Time.After(last.Time) {
+		if mv.Address == addr.String() && mv.Direction == "arrived" && mv.Time.After(after) && mv.Time.After(last.Time) {
 			last = mv
 		}
 	}
 	if last.Time.IsZero() {
-		return last, fmt.Errorf("roamd on %s recorded no arrival of %s since %s: %+v", hv, twosite.VMAddr, after.Format(time.StampMicro), ms)
+		return last, fmt.Errorf("roamd on %s recorded no arrival of %s since %s: %+v", node, addr, after.Format(time.StampMicro), ms)
 	}
 	return last, nil
-}
-
-// WaitNoRoamdRoute waits until hv has no kernel route of roamd's (protocol
-// 77, any table) covering addr: roamd removed its host route and its
-// forwarding route.
-func WaitNoRoamdRoute(ctx context.Context, l *Lab, hv string, addr netip.Addr) error {
-	n := l.Net.Node(hv)
-	return nslab.Poll(ctx, hv+" without a roamd route for "+addr.String(), func(context.Context) (bool, string, error) {
-		filter := &netlink.Route{Protocol: RoamdProtocol, Table: unix.RT_TABLE_UNSPEC}
-		rs, err := n.Handle.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return false, "", err
-		}
-		var left []string
-		for _, r := range rs {
-			if r.Dst != nil && r.Dst.Contains(addr.AsSlice()) {
-				left = append(left, r.String())
-			}
-		}
-		return len(left) == 0, strings.Join(left, "; "), nil
-	})
 }
 
 // RARPOnly is the vMotion-like way: nothing tells roamd about the
@@ -201,7 +151,8 @@ func (RARPOnly) Settle(ctx context.Context, m *Migration) error { return RecordR
 // the source's roamd; the source's roamd forwards what still reaches it to
 // the destination until the fabric has moved. Packets routed to the
 // destination wait in its tap until the guest resumes. Both hints go over
-// the API's persistent connection (Lab.API), as an orchestrator would.
+// the API's persistent connection (nslab's Lab.API), as an orchestrator
+// would.
 type Switchover struct{}
 
 func (Switchover) Name() string                { return "roamd switchover" }
@@ -209,7 +160,7 @@ func (Switchover) PauseBeforeSwitchover() bool { return true }
 
 // Prepare sends the `arrive` hint for the guest's MAC and the tap.
 func (Switchover) Prepare(ctx context.Context, m *Migration) error {
-	c, err := m.Lab.API(m.To)
+	c, err := m.Lab.Net.API(m.To)
 	if err != nil {
 		return err
 	}
@@ -228,7 +179,7 @@ func (Switchover) Prepare(ctx context.Context, m *Migration) error {
 
 // Switch sends the `switch` hint: roamd claims the guest now.
 func (Switchover) Switch(ctx context.Context, m *Migration) error {
-	c, err := m.Lab.API(m.To)
+	c, err := m.Lab.Net.API(m.To)
 	if err != nil {
 		return err
 	}

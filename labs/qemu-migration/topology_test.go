@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/roamd/roamd/labs/clab"
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
 	twosite "github.com/roamd/roamd/labs/two-site"
 )
@@ -83,15 +84,5 @@ func TestTopologyIsTwoSiteWithoutTheVM(t *testing.T) {
 // In the source tree the topology's binds reach two-site's files, so it
 // runs as it is (roamlab up, containerlab).
 func TestTopologyFileInTheTree(t *testing.T) {
-	topo, err := clab.Load(TopologyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range topo.Nodes {
-		for _, b := range n.Binds {
-			if _, err := os.Stat(b.Source); err != nil {
-				t.Errorf("node %s binds a missing file: %v", n.Name, err)
-			}
-		}
-	}
+	labtest.CheckBinds(t, labtest.LoadTopology(t, TopologyFile))
 }

@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,7 +33,16 @@ var (
 	idle     = flag.Duration("scale.idle", 60*time.Second, "steady-state window of the 4,096-port benchmark")
 	learn    = flag.Int("scale.learn", 100_000, "host routes roamd learns in BenchmarkDetectToUpdate100k")
 	maxPfx   = flag.Int("scale.maxprefixes", 0, "max_prefixes of roamd's session in BenchmarkDetectToUpdate100k (0: none)")
+	roamdEnv = flag.String("scale.roamdenv", "", "comma-separated VAR=value pairs added to roamd's environment in BenchmarkDetectToUpdate100k (e.g. GOMEMLIMIT=160MiB)")
 )
+
+// extraEnv is -scale.roamdenv as a list.
+func extraEnv() []string {
+	if *roamdEnv == "" {
+		return nil
+	}
+	return strings.Split(*roamdEnv, ",")
+}
 
 func TestMain(m *testing.M) {
 	peer.MaybeRun()
@@ -64,6 +76,14 @@ type arrivalResult struct {
 	Hist              *dto.Histogram // roamd's detect→announce histogram
 	Unmatched         int            // arrivals without a frame or an UPDATE in the capture
 	Dropped           int            // packets the capture lost
+	// Slowest are the five slowest arrivals on the wire, slowest first:
+	// when their frames came, after roamd started (to set beside its
+	// gctrace or its reconciles), and how long they took.
+	Slowest []slowArrival
+}
+
+type slowArrival struct {
+	At, Took time.Duration
 }
 
 func (r arrivalResult) report(b *testing.B, name string) {
@@ -74,6 +94,11 @@ func (r arrivalResult) report(b *testing.B, name string) {
 	if r.Unmatched > 0 || r.Dropped > 0 {
 		b.Logf("%s: %d arrivals unmatched, %d packets dropped by the capture", name, r.Unmatched, r.Dropped)
 	}
+	var slow []string
+	for _, a := range r.Slowest {
+		slow = append(slow, fmt.Sprintf("%v at +%v", a.Took.Round(time.Microsecond), a.At.Round(time.Millisecond)))
+	}
+	b.Logf("%s: slowest on the wire (frame time after roamd started): %s", name, strings.Join(slow, ", "))
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	b.ReportMetric(us(r.Wire.P50), "wire-p50-µs")
 	b.ReportMetric(us(r.Wire.P99), "wire-p99-µs")
@@ -180,6 +205,7 @@ func measureArrivals(b *testing.B, s *Site, n int, base netip.Addr, profile stri
 
 	r := arrivalResult{Dropped: dropped}
 	var wire, leaf, own []time.Duration
+	var slowest []slowArrival
 	for _, a := range addrs {
 		f, okF := frameAt[a]
 		u, okU := updateAt[a]
@@ -191,12 +217,15 @@ func measureArrivals(b *testing.B, s *Site, n int, base netip.Addr, profile stri
 			continue
 		}
 		wire = append(wire, u.Sub(f))
+		slowest = append(slowest, slowArrival{At: f.Sub(s.Roamd.Started), Took: u.Sub(f)})
 		leaf = append(leaf, leafAt[a].Sub(f))
 		if us, ok := roamdUS[a]; ok {
 			own = append(own, time.Duration(us)*time.Microsecond)
 		}
 	}
 	r.Wire, r.Leaf, r.Roamd = Summarize(wire), Summarize(leaf), Summarize(own)
+	slices.SortFunc(slowest, func(a, b slowArrival) int { return cmp.Compare(b.Took, a.Took) })
+	r.Slowest = slowest[:min(5, len(slowest))]
 	r.Hist = m.Histogram("roamd_detect_to_announce_seconds")
 	return r
 }
@@ -218,6 +247,20 @@ func memory(b *testing.B, s *Site, what string) {
 		what, float64(rss)/(1<<20), mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_heap_sys_bytes"),
 		mib("go_memstats_stack_inuse_bytes"), goroutines)
 	b.ReportMetric(float64(rss)/(1<<20), "RSS-MiB")
+}
+
+// liveHeap logs the Go heap roamd holds right after a collection (the heap
+// profile fetched just before asks for one): what a memory limit must
+// leave room for.
+func liveHeap(b *testing.B, s *Site, what string) {
+	b.Helper()
+	m, err := Scrape(s.HV, MetricsAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, _ := m.Value("go_memstats_heap_alloc_bytes")
+	b.Logf("%s: live heap after a collection %.1f MiB", what, v/(1<<20))
+	b.ReportMetric(v/(1<<20), "live-heap-MiB")
 }
 
 // reconciles logs the reconcile durations so far.
@@ -250,11 +293,17 @@ func secondsDur(s float64) time.Duration {
 func quantile(h *dto.Histogram, q float64, round time.Duration) string {
 	d := secondsDur(Quantile(h, q))
 	if d < 0 {
-		bs := h.GetBucket()
-		if len(bs) == 0 {
+		// The top finite bound (the exposition may list +Inf last).
+		top := math.NaN()
+		for _, bk := range h.GetBucket() {
+			if ub := bk.GetUpperBound(); !math.IsInf(ub, 0) {
+				top = ub
+			}
+		}
+		if math.IsNaN(top) {
 			return "n/a"
 		}
-		return fmt.Sprintf(">%v (above the top bucket)", time.Duration(bs[len(bs)-1].GetUpperBound()*float64(time.Second)).Round(round))
+		return fmt.Sprintf(">%v (above the top bucket)", time.Duration(top*float64(time.Second)).Round(round))
 	}
 	return d.Round(round).String()
 }
@@ -277,8 +326,14 @@ func BenchmarkDetectToUpdate100k(b *testing.B) {
 	learn := *learn
 	for range b.N {
 		start := time.Now()
-		s := NewSite(b, SiteOptions{VMs: 16, Learn: learn, MaxPrefixes: *maxPfx, ProfileDir: out(b)})
-		b.Logf("roamd up and %d routes accepted %v after the site started", learn, time.Since(start).Round(time.Millisecond))
+		s := NewSite(b, SiteOptions{VMs: 16, Learn: learn, MaxPrefixes: *maxPfx, ProfileDir: out(b), Env: extraEnv()})
+		if env := extraEnv(); len(env) > 0 {
+			b.Logf("roamd's environment: %s", strings.Join(env, " "))
+		}
+		b.Logf("roamd started %v after the site; session up %v later; %d routes accepted %v after the session came up (seen by polling every 250 ms)",
+			s.Roamd.Started.Sub(start).Round(time.Millisecond), s.Established.Sub(s.Roamd.Started).Round(time.Millisecond),
+			learn, s.Learned.Sub(s.Established).Round(time.Millisecond))
+		b.ReportMetric(s.Learned.Sub(s.Established).Seconds(), "s-learn")
 		if e, err := s.Peer.WaitKind(context.Background(), "announced"); err == nil {
 			b.Logf("the leaf had handed its %d routes to its speaker at +%v", e.N, e.Time.Sub(start).Round(time.Millisecond))
 		}
@@ -286,12 +341,14 @@ func BenchmarkDetectToUpdate100k(b *testing.B) {
 		// measure memory.
 		settle(b, s, learn)
 		memory(b, s, fmt.Sprintf("with %d learned routes", learn))
-		saveProfile(b, s.HV, "heap-100k.pb.gz", "/debug/pprof/heap")
+		saveProfile(b, s.HV, "heap-100k.pb.gz", "/debug/pprof/heap?gc=1")
+		liveHeap(b, s, fmt.Sprintf("with %d learned routes", learn))
 
 		r := measureArrivals(b, s, *arrivals, netip.MustParseAddr("10.16.128.1"), "cpu-arrivals-100k.pb.gz")
 		r.report(b, fmt.Sprintf("idle, %d learned routes", learn))
 		reconciles(b, s, fmt.Sprintf("with %d learned routes", learn))
 		memory(b, s, "after the arrivals")
+		saveLog(b, s.Roamd, "roamd-100k.log")
 	}
 }
 
@@ -323,6 +380,18 @@ func settle(b *testing.B, s *Site, n int) {
 		b.Fatal(err)
 	}
 	b.Logf("learned routes digested %v after the session had them", time.Since(start).Round(time.Millisecond))
+}
+
+// saveLog copies roamd's log (with GODEBUG=gctrace=1 in -scale.roamdenv,
+// also the runtime's line per collection) into the results directory.
+func saveLog(b *testing.B, r *Roamd, name string) {
+	body, err := os.ReadFile(r.Log)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(out(b), name), body, 0o644)
+	}
+	if err != nil {
+		b.Logf("saving roamd's log: %v", err)
+	}
 }
 
 // saveProfile fetches a pprof profile from the roamd in ns into the

@@ -46,6 +46,8 @@ type SiteOptions struct {
 	// leaf's (peer-cpu.pb.gz, its whole run) and roamd's (its first 30 s,
 	// roamd-cpu-learn.pb.gz).
 	ProfileDir string
+	// Env is added to roamd's environment (GOMEMLIMIT=..., GOGC=...).
+	Env []string
 }
 
 // Site is a running single-hypervisor site.
@@ -55,6 +57,10 @@ type Site struct {
 	Sender         *Sender // sends frames from the VMs
 	Roamd          *Roamd
 	Peer           *peer.Process
+	// Established and Learned are when roamd's session came up and when
+	// it had accepted every route the leaf announced, as the harness saw
+	// them (polling roamd's API every 250 ms).
+	Established, Learned time.Time
 }
 
 const siteConfig = `
@@ -124,7 +130,7 @@ func NewSite(tb testing.TB, o SiteOptions) *Site {
 	if reconcile == 0 {
 		reconcile = 30 * time.Second
 	}
-	s.Roamd = StartRoamd(tb, s.HV, fmt.Sprintf(siteConfig, reconcile, o.MaxPrefixes))
+	s.Roamd = StartRoamd(tb, s.HV, fmt.Sprintf(siteConfig, reconcile, o.MaxPrefixes), o.Env...)
 	var profiled chan struct{}
 	if o.ProfileDir != "" && o.Learn > 0 {
 		profiled = make(chan struct{})
@@ -141,8 +147,7 @@ func NewSite(tb testing.TB, o SiteOptions) *Site {
 	}
 	want := uint64(o.Learn)
 	lastLog := time.Now()
-	// Peers costs roamd a walk of the received routes (GoBGP counts them):
-	// poll it gently.
+	// Poll gently: the first round's roamd walked GoBGP's RIB to count.
 	err = PollEvery(context.Background(), 250*time.Millisecond, 20*time.Minute, "roamd's session to the leaf (and the routes it learns)", func() (bool, error) {
 		ps, err := s.Roamd.API.Peers(context.Background())
 		if err != nil || len(ps) != 1 {
@@ -153,8 +158,13 @@ func NewSite(tb testing.TB, o SiteOptions) *Site {
 				ps[0].State, ps[0].Received, ps[0].Accepted)
 			lastLog = time.Now()
 		}
-		return ps[0].State == "established" && ps[0].Accepted >= want, nil
+		up := ps[0].State == "established"
+		if up && s.Established.IsZero() {
+			s.Established = time.Now()
+		}
+		return up && ps[0].Accepted >= want, nil
 	})
+	s.Learned = time.Now()
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,14 +2,13 @@ package tenants
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/roamd/roamd/daemon/config"
-	"github.com/roamd/roamd/labs/clab"
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
 )
 
@@ -18,36 +17,13 @@ import (
 // converges, or worse, as tenants that meet.
 
 func TestTopologyRolesAndLinks(t *testing.T) {
-	topo, err := clab.Load(TopologyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	topo := labtest.LoadTopology(t, TopologyFile)
 	want := map[string]nslab.Role{HV1: nslab.RoleRoamd, HV2: nslab.RoleRoamd, Underlay: nslab.RoleHost, RedStandby: nslab.RoleVM}
 	for _, tn := range Tenants {
 		want[tn.Leaf(1)], want[tn.Leaf(2)] = nslab.RoleFRR, nslab.RoleFRR
 		want[tn.Client], want[tn.VM] = nslab.RoleHost, nslab.RoleVM
 	}
-	for name, role := range want {
-		n := topo.Nodes[name]
-		if n == nil {
-			t.Errorf("node %s missing", name)
-			continue
-		}
-		if got, err := nslab.RoleOf(n); err != nil || got != role {
-			t.Errorf("node %s has role %q (%v), want %q", name, got, err, role)
-		}
-		for _, b := range n.Binds {
-			if _, err := os.Stat(b.Source); err != nil {
-				t.Errorf("node %s binds a missing file: %v", name, err)
-			}
-		}
-	}
-	if len(topo.Nodes) != len(want) {
-		t.Errorf("topology has %d nodes, want %d", len(topo.Nodes), len(want))
-	}
-	if len(topo.Ignored) != 0 {
-		t.Errorf("keys the namespace runner would ignore: %v", topo.Ignored)
-	}
+	labtest.CheckTopology(t, topo, want)
 
 	// Each tenant's uplink on each hypervisor leads to that tenant's leaf
 	// above it, and each VM's port starts where the plan says.
@@ -72,10 +48,7 @@ func TestTopologyRolesAndLinks(t *testing.T) {
 
 func TestRoamdConfigsLoadAndMatchThePlan(t *testing.T) {
 	for _, hv := range Hypervisors {
-		cfg, err := config.Load(filepath.Join(hv, "roamd.yaml"))
-		if err != nil {
-			t.Fatalf("%s/roamd.yaml: %v", hv, err)
-		}
+		cfg := labtest.LoadRoamdConfig(t, hv)
 		if cfg.RouterID != RouterIDs[hv] || cfg.ASN != ASN[hv] {
 			t.Errorf("%s: router_id %s AS %d, want %s AS %d", hv, cfg.RouterID, cfg.ASN, RouterIDs[hv], ASN[hv])
 		}
@@ -114,21 +87,13 @@ func TestRoamdConfigsLoadAndMatchThePlan(t *testing.T) {
 
 			// The tenant's leaf peers with this uplink address in the
 			// hypervisor's AS and sends it all paths in both families.
-			frr, err := os.ReadFile(filepath.Join(tn.LeafAbove(hv), "frr.conf"))
-			if err != nil {
-				t.Fatal(err)
-			}
 			up := tn.Uplink[hv].String()
-			for _, line := range []string{
+			frr := labtest.CheckFileHas(t, filepath.Join(tn.LeafAbove(hv), "frr.conf"),
 				fmt.Sprintf("router bgp %d", p.ASN),
 				fmt.Sprintf("neighbor %s remote-as %d", up, cfg.ASN),
 				fmt.Sprintf("ip address %s/31", p.Address),
-			} {
-				if !strings.Contains(string(frr), line) {
-					t.Errorf("%s/frr.conf lacks %q", tn.LeafAbove(hv), line)
-				}
-			}
-			if n := strings.Count(string(frr), "neighbor "+up+" addpath-tx-all-paths"); n != 2 {
+			)
+			if n := strings.Count(frr, "neighbor "+up+" addpath-tx-all-paths"); n != 2 {
 				t.Errorf("%s/frr.conf sends %s all paths in %d address families, want 2 (IPv4 and IPv6)", tn.LeafAbove(hv), up, n)
 			}
 		}

@@ -3,7 +3,6 @@ package tenants
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -18,18 +17,14 @@ import (
 // What each tenant's routes look like where they live: in the hypervisors'
 // tables, at the leaves, and in roamd's host table.
 
-// RoamdProtocol is the route protocol number of the lab's roamds.
-const RoamdProtocol = 77
-
 // KernelRoutes returns the unicast routes roamd wrote on a hypervisor
-// (protocol RoamdProtocol: host routes and forwarding routes, not the
+// (protocol nslab.RoamdProtocol: host routes and forwarding routes, not the
 // tables' unreachable defaults), by table, each as "<prefix> dev <device>",
 // sorted.
 func KernelRoutes(n *nslab.Node) (map[int][]string, error) {
-	filter := &netlink.Route{Protocol: RoamdProtocol, Table: unix.RT_TABLE_UNSPEC}
-	rs, err := n.Handle.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	rs, err := n.RoamdRoutes()
 	if err != nil {
-		return nil, fmt.Errorf("listing roamd's routes in %s: %w", n.NS, err)
+		return nil, err
 	}
 	out := map[int][]string{}
 	for _, r := range rs {
@@ -60,7 +55,7 @@ func PolicyRules(n *nslab.Node) ([]string, error) {
 			return nil, fmt.Errorf("listing rules in %s: %w", n.NS, err)
 		}
 		for _, r := range rules {
-			if int(r.Protocol) != RoamdProtocol || r.IifName == "" {
+			if int(r.Protocol) != nslab.RoamdProtocol || r.IifName == "" {
 				continue
 			}
 			s := "iif " + r.IifName
@@ -99,37 +94,14 @@ type LeafPath struct {
 
 // LeafPaths returns the BGP paths an FRR leaf holds for exactly prefix.
 func LeafPaths(ctx context.Context, lab *nslab.Lab, leaf string, prefix netip.Prefix) ([]LeafPath, error) {
-	afi := "ipv4"
-	if prefix.Addr().Is6() {
-		afi = "ipv6"
-	}
-	out, err := lab.Vtysh(ctx, leaf, fmt.Sprintf("show bgp %s unicast %s json", afi, prefix.Masked()))
+	ps, err := lab.BGPPaths(ctx, leaf, prefix)
 	if err != nil {
 		return nil, err
 	}
-	var entry struct {
-		Paths []struct {
-			ASPath struct {
-				String string `json:"string"`
-			} `json:"aspath"`
-			BestPath *struct {
-				Overall bool `json:"overall"`
-			} `json:"bestpath"`
-			ExtCommunity struct {
-				String string `json:"string"`
-			} `json:"extendedCommunity"`
-			Peer struct {
-				PeerID string `json:"peerId"`
-			} `json:"peer"`
-		} `json:"paths"`
-	}
-	if err := json.Unmarshal([]byte(out), &entry); err != nil {
-		return nil, fmt.Errorf("parsing BGP paths of %s for %s: %w", leaf, prefix, err)
-	}
 	var paths []LeafPath
-	for _, p := range entry.Paths {
-		lp := LeafPath{Peer: p.Peer.PeerID, ASPath: p.ASPath.String, Best: p.BestPath != nil && p.BestPath.Overall, ExtCommunities: p.ExtCommunity.String}
-		for _, c := range strings.Fields(p.ExtCommunity.String) {
+	for _, p := range ps {
+		lp := LeafPath{Peer: p.Peer.String(), ASPath: p.ASPath, Best: p.Best, ExtCommunities: p.ExtCommunities}
+		for _, c := range strings.Fields(p.ExtCommunities) {
 			if o, ok := strings.CutPrefix(c, "SoO:"); ok {
 				lp.Origin = o
 			}
@@ -168,12 +140,8 @@ type RemoteClaim struct {
 // addr: its own state and the claims of other sites.
 func RoamdHost(ctx context.Context, lab *nslab.Lab, hv, tenant string, addr netip.Addr) (RoamdHostDetail, error) {
 	var h RoamdHostDetail
-	out, err := lab.Roamctl(ctx, hv, "show", "host", "--tenant", tenant, addr.String(), "-o", "json")
-	if err != nil {
+	if err := lab.RoamctlJSON(ctx, hv, &h, "show", "host", "--tenant", tenant, addr.String()); err != nil {
 		return h, err
-	}
-	if err := json.Unmarshal(out, &h); err != nil {
-		return h, fmt.Errorf("parsing roamctl show host on %s: %w: %q", hv, err, out)
 	}
 	slices.SortFunc(h.RemoteClaims, func(a, b RemoteClaim) int { return strings.Compare(a.Origin, b.Origin) })
 	return h, nil

@@ -13,7 +13,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -21,7 +20,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/roamd/roamd/labs/clab"
 	"github.com/roamd/roamd/labs/nslab"
 )
 
@@ -176,24 +174,10 @@ func leafPos(hv string) int {
 	return 2
 }
 
-// Extract writes the embedded topology and configs into dir and returns the
-// topology file's path.
+// Extract writes the embedded topology and configs into dir (which must
+// not hold them yet) and returns the topology file's path.
 func Extract(dir string) (string, error) {
-	err := fs.WalkDir(Files, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dir, path)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		data, err := Files.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, 0o644)
-	})
-	if err != nil {
+	if err := os.CopyFS(dir, Files); err != nil {
 		return "", fmt.Errorf("extracting the tenants lab: %w", err)
 	}
 	return filepath.Join(dir, TopologyFile), nil
@@ -203,27 +187,7 @@ func Extract(dir string) (string, error) {
 // the underlay are ready (WaitFabric). On a WaitFabric error the lab is
 // returned, still up, for its logs.
 func Up(ctx context.Context, opts nslab.Options) (*nslab.Lab, error) {
-	dir, err := os.MkdirTemp("", "tenants-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	path, err := Extract(dir)
-	if err != nil {
-		return nil, err
-	}
-	topo, err := clab.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	lab, err := nslab.Up(ctx, topo, opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := WaitFabric(ctx, lab); err != nil {
-		return lab, err
-	}
-	return lab, nil
+	return nslab.UpExtracted(ctx, Extract, WaitFabric, opts)
 }
 
 // WaitFabric waits until every leaf's BGP sessions are established (to the
@@ -289,7 +253,7 @@ func Place(ctx context.Context, lab *nslab.Lab, t *Tenant, vm string, addrs ...n
 			if err != nil {
 				return false, "", err
 			}
-			if !selectedVia(rs, nh) {
+			if !nslab.SelectedVia(rs, nh) {
 				missing = append(missing, fmt.Sprintf("%s has no route %s via %s", leaf, p, nh))
 			}
 		}
@@ -322,15 +286,6 @@ func (t *Tenant) nextHop(hv string, addr netip.Addr) netip.Addr {
 	return t.Uplink[hv]
 }
 
-func selectedVia(rs []nslab.Route, nh netip.Addr) bool {
-	for _, r := range rs {
-		if r.Selected && slices.Contains(r.NextHops, nh) {
-			return true
-		}
-	}
-	return false
-}
-
 // WaitRoutedTo waits until the tenant's fabric routes each of addrs (their
 // /32 or /128) to hypervisor hv: the leaf above hv via hv's tenant uplink,
 // the other leaf via the first (its best path learned from it), and no
@@ -348,7 +303,7 @@ func WaitRoutedTo(ctx context.Context, lab *nslab.Lab, t *Tenant, hv string, add
 			// An IPv6 route learned over the leaves' IPv6 session goes via
 			// the peer's link-local address: check where the best path
 			// came from.
-			err = WaitBestFrom(ctx, lab, otherLeaf, p, InterLeaf6[pos])
+			err = lab.WaitBestFrom(ctx, otherLeaf, p, InterLeaf6[pos])
 		} else {
 			err = lab.WaitRoute(ctx, otherLeaf, p, InterLeaf[pos])
 		}
@@ -362,28 +317,6 @@ func WaitRoutedTo(ctx context.Context, lab *nslab.Lab, t *Tenant, hv string, add
 		}
 	}
 	return nil
-}
-
-// WaitBestFrom waits until the FRR node's best BGP path for prefix comes
-// from peer and the node has installed a BGP route for it.
-func WaitBestFrom(ctx context.Context, lab *nslab.Lab, node string, prefix netip.Prefix, peer netip.Addr) error {
-	what := fmt.Sprintf("%s route %s from %s", node, prefix, peer)
-	return nslab.Poll(ctx, what, func(ctx context.Context) (bool, string, error) {
-		ps, err := lab.BGPPaths(ctx, node, prefix)
-		if err != nil {
-			return false, "", err
-		}
-		best := slices.ContainsFunc(ps, func(p nslab.BGPPath) bool { return p.Best && p.Peer == peer })
-		if !best {
-			return false, fmt.Sprintf("paths %+v", ps), nil
-		}
-		rs, err := lab.Routes(ctx, node, prefix)
-		if err != nil {
-			return false, "", err
-		}
-		ok := slices.ContainsFunc(rs, func(r nslab.Route) bool { return r.Protocol == "bgp" && r.Selected && r.Installed })
-		return ok, fmt.Sprintf("routes %+v", rs), nil
-	})
 }
 
 // TakeFloating makes the VM take red's floating address as a VRRP router

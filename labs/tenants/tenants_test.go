@@ -1,63 +1,27 @@
 package tenants
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
 	"github.com/roamd/roamd/labs/nslab/probe"
-	"github.com/roamd/roamd/labs/nstest"
 )
 
 // End-to-end test: the whole lab with real FRR leaves (four, one per tenant
 // per leaf) and two real roamd hypervisors, torn down at the end. It needs
 // root.
 
-// bins are roamd and roamctl, built once for the package.
-var (
-	bins     nslab.Binaries
-	buildErr error
-)
-
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "tenants-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		if root, err := nslab.FindModuleRoot("."); err != nil {
-			buildErr = err
-		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			bins, buildErr = nslab.Build(ctx, root, dir)
-			cancel()
-		}
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
-}
-
-// testWriter sends log lines to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func TestMain(m *testing.M) { labtest.Main(m) }
 
 // host is one address of a VM, where it runs and with which MAC.
 type host struct {
@@ -88,29 +52,10 @@ type labRun struct {
 // port (where nothing of its own tenant ever arrives).
 func startLab(t *testing.T) *labRun {
 	t.Helper()
-	nstest.RequireRoot(t)
-	if buildErr != nil {
-		t.Fatalf("building roamd: %v", buildErr)
-	}
+	opts := labtest.Options(t, slog.LevelInfo)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	lab, err := Up(ctx, nslab.Options{RoamdBin: bins.Roamd, RoamctlBin: bins.Roamctl, Logger: log})
-	if lab != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				var b bytes.Buffer
-				lab.DumpLogs(&b, 40)
-				t.Log("daemon logs:\n" + b.String())
-			}
-			if err := lab.Close(); err != nil {
-				t.Errorf("tearing down: %v", err)
-			}
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab := labtest.Up(t, ctx, opts, 40, Up)
 	r := &labRun{lab: lab, ids: map[string]*Identity{}}
 	for _, vm := range []struct {
 		tenant *Tenant
@@ -393,16 +338,11 @@ func (r *labRun) snapshot(ctx context.Context, tn *Tenant) (snapshot, error) {
 // addr at the tenant's echo port and waits until it is answered.
 func startProbe(t *testing.T, ctx context.Context, lab *nslab.Lab, tn *Tenant, addr netip.Addr, interval time.Duration) *probe.Prober {
 	t.Helper()
-	p, err := probe.Start(lab.Node(tn.Client), netip.AddrPortFrom(addr, uint16(tn.EchoPort)), interval)
+	p, err := probe.StartAnswered(ctx, lab.Node(tn.Client), netip.AddrPortFrom(addr, uint16(tn.EchoPort)), interval, 10*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Stop(0) })
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := p.WaitReply(wctx, time.Now()); err != nil {
 		t.Fatalf("probe of %s from %s: %v", addr, tn.Client, err)
 	}
+	t.Cleanup(func() { p.Stop(0) })
 	return p
 }
 

@@ -2,14 +2,11 @@ package twosite
 
 import (
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
-	"github.com/roamd/roamd/daemon/config"
-	"github.com/roamd/roamd/labs/clab"
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
 )
 
@@ -18,41 +15,15 @@ import (
 // converges.
 
 func TestTopologyRolesAndLinks(t *testing.T) {
-	topo, err := clab.Load(TopologyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]nslab.Role{Leaf1: nslab.RoleFRR, Leaf2: nslab.RoleFRR, HV1: nslab.RoleRoamd, HV2: nslab.RoleRoamd, Client: nslab.RoleHost, VM: nslab.RoleVM}
-	for name, role := range want {
-		n := topo.Nodes[name]
-		if n == nil {
-			t.Errorf("node %s missing", name)
-			continue
-		}
-		if got, err := nslab.RoleOf(n); err != nil || got != role {
-			t.Errorf("node %s has role %q (%v), want %q", name, got, err, role)
-		}
-		for _, b := range n.Binds {
-			if _, err := os.Stat(b.Source); err != nil {
-				t.Errorf("node %s binds a missing file: %v", name, err)
-			}
-		}
-	}
-	if len(topo.Nodes) != len(want) {
-		t.Errorf("topology has %d nodes, want %d", len(topo.Nodes), len(want))
-	}
-	if len(topo.Ignored) != 0 {
-		t.Errorf("keys the namespace runner would ignore: %v", topo.Ignored)
-	}
+	labtest.CheckTopology(t, labtest.LoadTopology(t, TopologyFile), map[string]nslab.Role{
+		Leaf1: nslab.RoleFRR, Leaf2: nslab.RoleFRR, HV1: nslab.RoleRoamd, HV2: nslab.RoleRoamd, Client: nslab.RoleHost, VM: nslab.RoleVM,
+	})
 }
 
 func TestRoamdConfigsLoadAndMatchThePlan(t *testing.T) {
 	var gatewayMACs []string
 	for _, hv := range []string{HV1, HV2} {
-		cfg, err := config.Load(filepath.Join(hv, "roamd.yaml"))
-		if err != nil {
-			t.Fatalf("%s/roamd.yaml: %v", hv, err)
-		}
+		cfg := labtest.LoadRoamdConfig(t, hv)
 		if cfg.RouterID != Loopbacks[hv] {
 			t.Errorf("%s router_id %s, want its loopback %s", hv, cfg.RouterID, Loopbacks[hv])
 		}
@@ -80,20 +51,12 @@ func TestRoamdConfigsLoadAndMatchThePlan(t *testing.T) {
 
 		// The leaf's config peers with this hypervisor's uplink address
 		// in the right AS, sends it all paths and routes its loopback.
-		frr, err := os.ReadFile(filepath.Join(LeafOf[hv], "frr.conf"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range []string{
-			"neighbor " + Uplink[hv].String() + " remote-as " + itoa(cfg.ASN),
-			"neighbor " + Uplink[hv].String() + " addpath-tx-all-paths",
-			"ip route " + netip.PrefixFrom(Loopbacks[hv], 32).String() + " " + Uplink[hv].String(),
-			"router bgp " + itoa(p.ASN),
-		} {
-			if !strings.Contains(string(frr), line) {
-				t.Errorf("%s/frr.conf lacks %q", LeafOf[hv], line)
-			}
-		}
+		labtest.CheckFileHas(t, filepath.Join(LeafOf[hv], "frr.conf"),
+			"neighbor "+Uplink[hv].String()+" remote-as "+itoa(cfg.ASN),
+			"neighbor "+Uplink[hv].String()+" addpath-tx-all-paths",
+			"ip route "+netip.PrefixFrom(Loopbacks[hv], 32).String()+" "+Uplink[hv].String(),
+			"router bgp "+itoa(p.ASN),
+		)
 	}
 	if gatewayMACs[0] != gatewayMACs[1] {
 		t.Errorf("gateway MACs differ: %v; the anycast gateway needs one MAC everywhere", gatewayMACs)

@@ -122,14 +122,7 @@ func firstMove(ms []nslab.RoamdMove, direction string, since time.Time) *nslab.R
 // Summarise fills each move's probe statistics from the probe's record: a
 // move's window runs from its start to the next move's start.
 func Summarise(results []*MoveResult, rec *probe.Result) {
-	for i, r := range results {
-		if r.Report == nil {
-			continue
-		}
-		var end time.Time
-		if i+1 < len(results) && results[i+1].Report != nil {
-			end = results[i+1].Report.Start
-		}
+	for r, end := range moveWindows(results) {
 		r.Probe = rec.Window(r.Report.Start, end)
 		r.ProbeLag = lag(rec, r.Report.Start, end)
 		r.ProbeBlind = blindBeforeLoss(rec, r.Report.Start, end)
@@ -262,7 +255,7 @@ func Demo(ctx context.Context, o DemoOptions) (err error) {
 		hv = to
 	}
 	// Let the last move's window see a second of steady traffic.
-	if err := sleepCtx(ctx, time.Second); err != nil {
+	if err := nslab.Sleep(ctx, time.Second); err != nil {
 		return err
 	}
 	rec := traffic.Close()
@@ -283,15 +276,4 @@ func Demo(ctx context.Context, o DemoOptions) (err error) {
 		}
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }

@@ -1,21 +1,19 @@
 package twosite
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"testing"
 	"text/tabwriter"
 	"time"
 
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
 	"github.com/roamd/roamd/labs/nslab/probe"
-	"github.com/roamd/roamd/labs/nstest"
 )
 
 var dualStackMoves = flag.Int("dualstack.moves", 20, "moves of BenchmarkDualStackMoveLoss (alternating hv1→hv2, hv2→hv1)")
@@ -28,28 +26,11 @@ var dualStackMoves = flag.Int("dualstack.moves", 20, "moves of BenchmarkDualStac
 //
 //	go test ./labs/two-site/ -run '^$' -bench DualStackMoveLoss -benchtime 1x -dualstack.moves 20
 func BenchmarkDualStackMoveLoss(b *testing.B) {
-	nstest.RequireRoot(b)
-	if buildErr != nil {
-		b.Fatalf("building roamd: %v", buildErr)
-	}
+	bins := labtest.Binaries(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	lab, err := Up(ctx, nslab.Options{RoamdBin: bins.Roamd, RoamctlBin: bins.Roamctl, Logger: slog.New(slog.DiscardHandler)})
-	if lab != nil {
-		defer func() {
-			if b.Failed() {
-				var buf bytes.Buffer
-				lab.DumpLogs(&buf, 40)
-				b.Log("daemon logs:\n" + buf.String())
-			}
-			if err := lab.Close(); err != nil {
-				b.Errorf("tearing down: %v", err)
-			}
-		}()
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
+	// No logger: the runner's progress would drown the report.
+	lab := labtest.Up(b, ctx, nslab.Options{RoamdBin: bins.Roamd, RoamctlBin: bins.Roamctl}, 40, Up)
 	hv, err := PlaceVM(ctx, lab)
 	if err != nil {
 		b.Fatal(err)
@@ -91,7 +72,7 @@ func BenchmarkDualStackMoveLoss(b *testing.B) {
 		hv = to
 	}
 	// The last move's window ends a second after it settled.
-	if err := sleepCtx(ctx, time.Second); err != nil {
+	if err := nslab.Sleep(ctx, time.Second); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/roamd/roamd/daemon/config"
 	"github.com/roamd/roamd/labs/clab"
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
 	"github.com/roamd/roamd/labs/nslab/probe"
 )
@@ -68,7 +69,7 @@ func placeVM6(ctx context.Context, lab *nslab.Lab, hv string) error {
 		if err != nil {
 			return false, "", err
 		}
-		return routesVia(rs, uplink6[hv]), fmt.Sprintf("%s: %d routes for %s", LeafOf[hv], len(rs), vmRoute6), nil
+		return nslab.SelectedVia(rs, uplink6[hv]), fmt.Sprintf("%s: %d routes for %s", LeafOf[hv], len(rs), vmRoute6), nil
 	})
 	if err != nil {
 		return err
@@ -80,15 +81,6 @@ func placeVM6(ctx context.Context, lab *nslab.Lab, hv string) error {
 	return lab.WaitAdvertised(ctx, LeafOf[other], Uplink[other], vmRoute6, ASN[hv])
 }
 
-func routesVia(rs []nslab.Route, nh netip.Addr) bool {
-	for _, r := range rs {
-		if r.Selected && slices.Contains(r.NextHops, nh) {
-			return true
-		}
-	}
-	return false
-}
-
 // waitVM6At is WaitVMAt for the /128: hv's leaf routes it to hv, the other
 // leaf to hv's leaf, and the other hypervisor's path is gone there.
 func waitVM6At(ctx context.Context, lab *nslab.Lab, hv string) error {
@@ -96,79 +88,16 @@ func waitVM6At(ctx context.Context, lab *nslab.Lab, hv string) error {
 	if err := lab.WaitRoute(ctx, leaf, vmRoute6, uplink6[hv]); err != nil {
 		return err
 	}
-	if err := waitBestFrom(ctx, lab, LeafOf[otherHV], vmRoute6, interLeaf6[leaf]); err != nil {
+	if err := lab.WaitBestFrom(ctx, LeafOf[otherHV], vmRoute6, interLeaf6[leaf]); err != nil {
 		return err
 	}
 	return lab.WaitNoPathFrom(ctx, LeafOf[otherHV], vmRoute6, Uplink[otherHV])
 }
 
-// waitBestFrom waits until the FRR node's best BGP path for prefix comes
-// from peer and the node has installed it. An IPv6 route learned over an
-// IPv6 session goes via the peer's link-local address, so the next hop
-// alone does not name the peer.
-func waitBestFrom(ctx context.Context, lab *nslab.Lab, node string, prefix netip.Prefix, peer netip.Addr) error {
-	what := fmt.Sprintf("%s route %s from %s", node, prefix, peer)
-	return nslab.Poll(ctx, what, func(ctx context.Context) (bool, string, error) {
-		ps, err := lab.BGPPaths(ctx, node, prefix)
-		if err != nil {
-			return false, "", err
-		}
-		var seen []string
-		best := false
-		for _, p := range ps {
-			seen = append(seen, fmt.Sprintf("from %s best %v", p.Peer, p.Best))
-			best = best || (p.Best && p.Peer == peer)
-		}
-		if !best {
-			return false, strings.Join(seen, "; "), nil
-		}
-		rs, err := lab.Routes(ctx, node, prefix)
-		if err != nil {
-			return false, "", err
-		}
-		for _, r := range rs {
-			if r.Protocol == "bgp" && r.Selected && r.Installed {
-				return true, "", nil
-			}
-		}
-		return false, "best path from " + peer.String() + ", route " + fmt.Sprint(rs), nil
-	})
-}
-
-// waitNoRoamdRoute waits until hv has no kernel route with roamd's protocol
-// (77) covering addr, in any table (it may forward for a hold time first).
-func waitNoRoamdRoute(ctx context.Context, lab *nslab.Lab, hv string, addr netip.Addr) error {
-	n := lab.Node(hv)
-	return nslab.Poll(ctx, fmt.Sprintf("%s without a roamd route for %s", hv, addr), func(context.Context) (bool, string, error) {
-		filter := &netlink.Route{Protocol: 77, Table: unix.RT_TABLE_UNSPEC}
-		rs, err := n.Handle.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return false, "", err
-		}
-		var left []string
-		for _, r := range rs {
-			if r.Dst != nil && r.Type == unix.RTN_UNICAST && r.Dst.Contains(addr.AsSlice()) {
-				left = append(left, r.String())
-			}
-		}
-		return len(left) == 0, strings.Join(left, "; "), nil
-	})
-}
-
 // startProbe6 starts a 1 kHz (or interval) UDP probe from the client to the
 // VM's IPv6 address, answered by the echo server Traffic runs in the VM.
 func startProbe6(ctx context.Context, lab *nslab.Lab, interval time.Duration) (*probe.Prober, error) {
-	p, err := probe.Start(lab.Node(Client), netip.AddrPortFrom(VMAddr6, EchoPort), interval)
-	if err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := p.WaitReply(wctx, time.Now()); err != nil {
-		p.Stop(0)
-		return nil, err
-	}
-	return p, nil
+	return probe.StartAnswered(ctx, lab.Node(Client), netip.AddrPortFrom(VMAddr6, EchoPort), interval, 10*time.Second)
 }
 
 // arrivalOf returns roamd's most recent record of addr arriving at hv.
@@ -184,7 +113,7 @@ func arrivalOf(ctx context.Context, lab *nslab.Lab, hv string, addr netip.Addr) 
 		}
 	}
 	if last.Time.IsZero() {
-		return last, fmt.Errorf("roamd on %s recorded no arrival of %s", hv, addr)
+		return last, fmt.Errorf("roamd on %s recorded no arrival of %s: %+v", hv, addr, ms)
 	}
 	return last, nil
 }
@@ -216,19 +145,11 @@ func checkAt6(t *testing.T, ctx context.Context, lab *nslab.Lab, hv string) {
 		t.Errorf("roamd on %s claimed %s on %q, want the RARP (its binding to the VM's MAC)", hv, VMAddr6, m.Source)
 	}
 	for _, a := range []netip.Addr{VMAddr, VMAddr6} {
-		if err := waitNoRoamdRoute(ctx, lab, old, a); err != nil {
+		if err := lab.WaitNoRoamdRoute(ctx, old, a, unix.RTN_UNICAST); err != nil {
 			t.Error(err)
 		}
 	}
-	if hs, err := lab.RoamdHosts(ctx, old); err != nil {
-		t.Error(err)
-	} else {
-		for _, h := range hs {
-			if h.Address == VMAddr6 && h.State == "announced" {
-				t.Errorf("roamd on %s still announces %s after the VM moved to %s", old, VMAddr6, hv)
-			}
-		}
-	}
+	checkNotAnnounced(t, ctx, lab, old, VMAddr6, hv)
 	checkPath(t, ctx, lab, Client, VMAddr6, pathToVM[hv], old)
 	checkPath(t, ctx, lab, VM, clientAddr6, pathFromVM[hv], old)
 }
@@ -453,11 +374,7 @@ func TestDualStackLiveMove(t *testing.T) {
 // the /128's new claim).
 func TestIPv6TowardTheHypervisors(t *testing.T) {
 	for _, hv := range []string{HV1, HV2} {
-		cfg, err := config.Load(filepath.Join(hv, "roamd.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tn := cfg.Tenants[0]
+		tn := labtest.LoadRoamdConfig(t, hv).Tenants[0]
 		if tn.IPv6NextHop != uplink6[hv] {
 			t.Errorf("%s: ipv6_next_hop %s, want its uplink address %s", hv, tn.IPv6NextHop, uplink6[hv])
 		}

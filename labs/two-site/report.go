@@ -2,10 +2,31 @@ package twosite
 
 import (
 	"fmt"
+	"iter"
 	"time"
 
 	"github.com/roamd/roamd/labs/nslab"
 )
+
+// moveWindows yields each move that has a report with the end of its
+// window, in which its effects are looked for: the next move's start, or
+// the zero time for the last move (open).
+func moveWindows(results []*MoveResult) iter.Seq2[*MoveResult, time.Time] {
+	return func(yield func(*MoveResult, time.Time) bool) {
+		for i, r := range results {
+			if r.Report == nil {
+				continue
+			}
+			var end time.Time
+			if i+1 < len(results) && results[i+1].Report != nil {
+				end = results[i+1].Report.Start
+			}
+			if !yield(r, end) {
+				return
+			}
+		}
+	}
+}
 
 // Account splits the interruption one move caused into consecutive parts
 // along a single timeline, from the first probe lost to the first reply

@@ -182,14 +182,7 @@ func (t *UpdateTap) Close() {
 func (t *UpdateTap) Attach(results []*MoveResult) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i, r := range results {
-		if r.Report == nil {
-			continue
-		}
-		var end time.Time
-		if i+1 < len(results) && results[i+1].Report != nil {
-			end = results[i+1].Report.Start
-		}
+	for r, end := range moveWindows(results) {
 		r.Updates = nil
 		for _, u := range t.sent {
 			if !u.At.Before(r.Report.Start.Round(0)) && (end.IsZero() || u.At.Before(end.Round(0))) {

@@ -84,12 +84,7 @@ func (w *LeafRoutes) record(leaf string, updates <-chan netlink.RouteUpdate) {
 	defer w.wg.Done()
 	for u := range updates {
 		at := time.Now()
-		if u.Dst == nil {
-			continue
-		}
-		dst, ok := netip.AddrFromSlice(u.Dst.IP)
-		ones, _ := u.Dst.Mask.Size()
-		if !ok || netip.PrefixFrom(dst.Unmap(), ones) != VMRoute {
+		if dst, ok := nslab.RoutePrefix(u.Dst); !ok || dst != VMRoute {
 			continue
 		}
 		c := RouteChange{Node: leaf, At: at}
@@ -119,14 +114,7 @@ func (w *LeafRoutes) Close() {
 func (w *LeafRoutes) Attach(results []*MoveResult) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for i, r := range results {
-		if r.Report == nil {
-			continue
-		}
-		var end time.Time
-		if i+1 < len(results) && results[i+1].Report != nil {
-			end = results[i+1].Report.Start
-		}
+	for r, end := range moveWindows(results) {
 		r.LeafRoutes = nil
 		for _, c := range w.changes {
 			if !c.At.Before(r.Report.Start) && (end.IsZero() || c.At.Before(end)) {

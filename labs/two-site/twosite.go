@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/roamd/roamd/labs/clab"
 	"github.com/roamd/roamd/labs/nslab"
 	"github.com/roamd/roamd/labs/nslab/probe"
 )
@@ -84,54 +83,35 @@ func Other(hv string) string {
 	return HV1
 }
 
-// Extract writes the embedded topology and configs into dir and returns the
-// topology file's path.
+// Extract writes the embedded topology and configs into dir (which must
+// not hold them yet) and returns the topology file's path.
 func Extract(dir string) (string, error) {
-	err := fs.WalkDir(Files, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dir, path)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		data, err := Files.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, 0o644)
-	})
-	if err != nil {
+	if err := os.CopyFS(dir, Files); err != nil {
 		return "", fmt.Errorf("extracting the two-site lab: %w", err)
 	}
 	return filepath.Join(dir, TopologyFile), nil
+}
+
+// ExtractBeside writes the files of a lab built on two-site's nodes: its
+// own files (fsys) to dir/<name>, two-site's to dir/two-site, where the
+// lab's topology finds them by relative binds (../two-site/leaf1/...), as
+// in the source tree. It returns the path of the lab's topology file
+// (topologyFile in fsys).
+func ExtractBeside(dir, name string, fsys fs.FS, topologyFile string) (string, error) {
+	if _, err := Extract(filepath.Join(dir, "two-site")); err != nil {
+		return "", err
+	}
+	if err := os.CopyFS(filepath.Join(dir, name), fsys); err != nil {
+		return "", fmt.Errorf("extracting the %s lab: %w", name, err)
+	}
+	return filepath.Join(dir, name, topologyFile), nil
 }
 
 // Up brings the embedded lab up (nslab copies every node's files into its
 // run directory) and waits until the fabric is ready (WaitFabric). On a
 // WaitFabric error the lab is returned, still up, for its logs.
 func Up(ctx context.Context, opts nslab.Options) (*nslab.Lab, error) {
-	dir, err := os.MkdirTemp("", "two-site-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	path, err := Extract(dir)
-	if err != nil {
-		return nil, err
-	}
-	topo, err := clab.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	lab, err := nslab.Up(ctx, topo, opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := WaitFabric(ctx, lab); err != nil {
-		return lab, err
-	}
-	return lab, nil
+	return nslab.UpExtracted(ctx, Extract, WaitFabric, opts)
 }
 
 // WaitFabric waits until every BGP session is established (leaf to leaf,
@@ -188,16 +168,7 @@ func PlaceVM(ctx context.Context, lab *nslab.Lab) (string, error) {
 		if err != nil {
 			return false, "", err
 		}
-		for _, r := range rs {
-			if r.Selected {
-				for _, nh := range r.NextHops {
-					if nh == Uplink[hv] {
-						return true, "", nil
-					}
-				}
-			}
-		}
-		return false, fmt.Sprintf("%s: %d routes for %s", LeafOf[hv], len(rs), VMRoute), nil
+		return nslab.SelectedVia(rs, Uplink[hv]), fmt.Sprintf("%s: %d routes for %s", LeafOf[hv], len(rs), VMRoute), nil
 	})
 	if err != nil {
 		return hv, err
@@ -246,21 +217,11 @@ func StartTraffic(ctx context.Context, lab *nslab.Lab, interval time.Duration) (
 		return nil, err
 	}
 	target := netip.AddrPortFrom(VMAddr, EchoPort)
-	if t.Prober, err = probe.Start(lab.Node(Client), target, interval); err != nil {
+	if t.Prober, err = probe.StartAnswered(ctx, lab.Node(Client), target, interval, 10*time.Second); err != nil {
 		t.Close()
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := t.Prober.WaitReply(wctx, time.Now()); err != nil {
-		t.Close()
-		return nil, err
-	}
-	if t.TCP, err = probe.DialTCP(lab.Node(Client), target, 5*time.Second); err != nil {
-		t.Close()
-		return nil, err
-	}
-	if _, err := t.TCP.Check(5 * time.Second); err != nil {
+	if t.TCP, err = probe.DialChecked(lab.Node(Client), target, 5*time.Second); err != nil {
 		t.Close()
 		return nil, err
 	}

@@ -6,85 +6,28 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
+	"github.com/roamd/roamd/labs/labtest"
 	"github.com/roamd/roamd/labs/nslab"
-	"github.com/roamd/roamd/labs/nstest"
 )
 
 // End-to-end tests: the whole lab with real FRR leaves and real roamd
 // hypervisors, one lab per test, always torn down. They need root.
 
-// bins are roamd and roamctl, built once for the package.
-var (
-	bins     nslab.Binaries
-	buildErr error
-)
-
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "two-site-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		if root, err := nslab.FindModuleRoot("."); err != nil {
-			buildErr = err
-		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			bins, buildErr = nslab.Build(ctx, root, dir)
-			cancel()
-		}
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
-}
-
-// testWriter sends log lines to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func TestMain(m *testing.M) { labtest.Main(m) }
 
 // startLab brings the lab up with the VM placed on hv1 and probe traffic
 // flowing, and tears it all down when the test ends (printing the daemons'
 // logs if it failed).
 func startLab(t *testing.T) (*nslab.Lab, *Traffic) {
 	t.Helper()
-	nstest.RequireRoot(t)
-	if buildErr != nil {
-		t.Fatalf("building roamd: %v", buildErr)
-	}
+	opts := labtest.Options(t, slog.LevelInfo)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	lab, err := Up(ctx, nslab.Options{RoamdBin: bins.Roamd, RoamctlBin: bins.Roamctl, Logger: log})
-	if lab != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				var b bytes.Buffer
-				lab.DumpLogs(&b, 60)
-				t.Log("daemon logs:\n" + b.String())
-			}
-			if err := lab.Close(); err != nil {
-				t.Errorf("tearing down: %v", err)
-			}
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab := labtest.Up(t, ctx, opts, 60, Up)
 	hv, err := PlaceVM(ctx, lab)
 	if err != nil {
 		t.Fatal(err)
@@ -98,26 +41,6 @@ func startLab(t *testing.T) (*nslab.Lab, *Traffic) {
 	}
 	t.Cleanup(func() { traffic.Close() })
 	return lab, traffic
-}
-
-// waitNoHostRoute waits until roamd on hv has no kernel route of its own
-// (protocol 77) for the VM any more (it may forward for a hold time first).
-func waitNoHostRoute(ctx context.Context, lab *nslab.Lab, hv string) error {
-	n := lab.Node(hv)
-	return nslab.Poll(ctx, hv+" without a roamd route for the VM", func(context.Context) (bool, string, error) {
-		filter := &netlink.Route{Protocol: 77, Table: unix.RT_TABLE_UNSPEC}
-		rs, err := n.Handle.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return false, "", err
-		}
-		var left []string
-		for _, r := range rs {
-			if r.Dst != nil && r.Dst.Contains(VMAddr.AsSlice()) {
-				left = append(left, r.String())
-			}
-		}
-		return len(left) == 0, strings.Join(left, "; "), nil
-	})
 }
 
 // checkPath runs traceroute from node to dst (until every hop answers) and
@@ -166,24 +89,6 @@ var (
 	}
 )
 
-// lastArrival returns roamd's most recent record of the VM arriving at hv.
-func lastArrival(ctx context.Context, lab *nslab.Lab, hv string) (nslab.RoamdMove, error) {
-	ms, err := lab.RoamdMoves(ctx, hv)
-	if err != nil {
-		return nslab.RoamdMove{}, err
-	}
-	var last nslab.RoamdMove
-	for _, m := range ms {
-		if m.Address == VMAddr.String() && m.Direction == "arrived" && m.Time.After(last.Time) {
-			last = m
-		}
-	}
-	if last.Time.IsZero() {
-		return last, fmt.Errorf("roamd on %s recorded no arrival of %s: %+v", hv, VMAddr, ms)
-	}
-	return last, nil
-}
-
 // checkAt checks everything that says the VM runs on hv after a move from
 // the other hypervisor: roamd states, kernel routes, BGP paths and the data
 // path both ways.
@@ -200,26 +105,34 @@ func checkAt(t *testing.T, ctx context.Context, lab *nslab.Lab, hv string) {
 	} else {
 		t.Logf("roamd on %s: %s %s on %s, sequence %d", hv, h.Address, h.State, h.Port, h.Sequence)
 	}
-	if m, err := lastArrival(ctx, lab, hv); err != nil {
+	if m, err := arrivalOf(ctx, lab, hv, VMAddr); err != nil {
 		t.Error(err)
 	} else {
 		t.Logf("roamd on %s: arrival from %s via %s, frame→route %d µs, frame→announce %d µs, old site withdrawn %d µs later",
 			hv, m.From, m.Source, m.DetectToRouteUS, m.DetectToAnnounceUS, m.OldWithdrawnUS)
 	}
-	if err := waitNoHostRoute(ctx, lab, old); err != nil {
+	if err := lab.WaitNoRoamdRoute(ctx, old, VMAddr); err != nil {
 		t.Error(err)
 	}
-	if hs, err := lab.RoamdHosts(ctx, old); err != nil {
-		t.Error(err)
-	} else {
-		for _, h := range hs {
-			if h.Address == VMAddr && h.State == "announced" {
-				t.Errorf("roamd on %s still announces the VM after it moved to %s", old, hv)
-			}
-		}
-	}
+	checkNotAnnounced(t, ctx, lab, old, VMAddr, hv)
 	checkPath(t, ctx, lab, Client, VMAddr, pathToVM[hv], old)
 	checkPath(t, ctx, lab, VM, ClientAddr, pathFromVM[hv], old)
+}
+
+// checkNotAnnounced checks that roamd on old no longer announces addr, now
+// that the VM runs on hv.
+func checkNotAnnounced(t *testing.T, ctx context.Context, lab *nslab.Lab, old string, addr netip.Addr, hv string) {
+	t.Helper()
+	hs, err := lab.RoamdHosts(ctx, old)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, h := range hs {
+		if h.Address == addr && h.State == "announced" {
+			t.Errorf("roamd on %s still announces %s after the VM moved to %s", old, addr, hv)
+		}
+	}
 }
 
 func TestLiveMoveRARPOnly(t *testing.T) {
@@ -278,12 +191,12 @@ func TestColdMove(t *testing.T) {
 	if _, err := lab.WaitRoamdHost(ctx, HV2, VMAddr, "announced"); err != nil {
 		t.Error(err)
 	}
-	if m, err := lastArrival(ctx, lab, HV2); err != nil {
+	if m, err := arrivalOf(ctx, lab, HV2, VMAddr); err != nil {
 		t.Error(err)
 	} else if m.Source != "garp" {
 		t.Errorf("hv2 claimed the VM on %q, want its gratuitous ARP", m.Source)
 	}
-	if err := waitNoHostRoute(ctx, lab, HV1); err != nil {
+	if err := lab.WaitNoRoamdRoute(ctx, HV1, VMAddr); err != nil {
 		t.Error(err)
 	}
 	if r.TCPErr != nil {

@@ -69,16 +69,10 @@ func (f *runnerFlags) options(ctx context.Context, out io.Writer, needRoamd bool
 	if err != nil {
 		return o, cleanup, fmt.Errorf("%w: run roamlab from the repository or pass --src, or give --roamd and --roamctl", err)
 	}
-	dir, err := os.MkdirTemp("", "roamlab-bin-")
+	fmt.Fprintln(out, "building roamd and roamctl...")
+	bins, cleanup, err := nslab.BuildTemp(ctx, root)
 	if err != nil {
 		return o, cleanup, err
-	}
-	cleanup = func() { os.RemoveAll(dir) }
-	fmt.Fprintln(out, "building roamd and roamctl...")
-	bins, err := nslab.Build(ctx, root, dir)
-	if err != nil {
-		cleanup()
-		return o, func() {}, err
 	}
 	if o.RoamdBin == "" {
 		o.RoamdBin = bins.Roamd

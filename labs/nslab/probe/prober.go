@@ -149,6 +149,22 @@ func (p *Prober) receive() {
 	}
 }
 
+// StartAnswered starts a probe like Start and waits, up to wait within ctx,
+// until one is answered: traffic flows. When none is, it stops the probe.
+func StartAnswered(ctx context.Context, ns Netns, target netip.AddrPort, interval, wait time.Duration) (*Prober, error) {
+	p, err := Start(ns, target, interval)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := p.WaitReply(wctx, time.Now()); err != nil {
+		p.Stop(0)
+		return nil, err
+	}
+	return p, nil
+}
+
 // WaitReply waits until a probe sent after t has been answered: traffic
 // flows again.
 func (p *Prober) WaitReply(ctx context.Context, t time.Time) error {

@@ -30,6 +30,20 @@ func DialTCP(ns Netns, target netip.AddrPort, timeout time.Duration) (*TCPSessio
 	return &TCPSession{conn: c}, nil
 }
 
+// DialChecked connects like DialTCP and checks the session once (Check),
+// each step within timeout: the session works before anything moves.
+func DialChecked(ns Netns, target netip.AddrPort, timeout time.Duration) (*TCPSession, error) {
+	s, err := DialTCP(ns, target, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Check(timeout); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // Check sends a numbered line and waits up to timeout for it to come back
 // unchanged: the session survived. It returns the round trip, which
 // includes any retransmissions.

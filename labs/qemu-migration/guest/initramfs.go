@@ -11,9 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
+
+	"github.com/roamd/roamd/labs/nslab"
 )
 
 // agentPackage is the guest agent's package path in the source tree.
@@ -21,9 +22,9 @@ const agentPackage = "./labs/qemu-migration/guest/agent"
 
 // buildAgent compiles the guest agent, statically, into out.
 func buildAgent(ctx context.Context, sourceDir, out string) error {
-	gocmd, err := goTool()
+	gocmd, err := nslab.GoCommand()
 	if err != nil {
-		return err
+		return fmt.Errorf("building the guest agent: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, gocmd, "build", "-trimpath", "-ldflags=-s -w", "-o", out, agentPackage)
 	cmd.Dir = sourceDir
@@ -32,19 +33,6 @@ func buildAgent(ctx context.Context, sourceDir, out string) error {
 		return fmt.Errorf("building the guest agent (go build %s in %s): %w\n%s", agentPackage, sourceDir, err, strings.TrimSpace(string(b)))
 	}
 	return nil
-}
-
-// goTool returns the go command: the one on PATH, else the toolchain this
-// program was built with.
-func goTool() (string, error) {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p, nil
-	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	return "", errors.New("the go command is not on PATH (needed to build the guest agent)")
 }
 
 // staticBusybox returns the path of a statically linked busybox (the

@@ -57,15 +57,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bin, err := os.MkdirTemp("", "faultlab-bin-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(bin)
 	fmt.Fprintln(out, "building roamd and roamctl...")
 	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	bins, err := nslab.Build(bctx, root, bin)
+	bins, remove, err := nslab.BuildTemp(bctx, root)
 	cancel()
+	defer remove()
 	if err != nil {
 		return err
 	}

@@ -99,12 +99,8 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return fmt.Errorf("%w: run it from the repository or pass --src", err)
 	}
-	bin, err := os.MkdirTemp("", "qemu-migrate-bin-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(bin)
-	bins, err := nslab.Build(ctx, root, bin)
+	bins, remove, err := nslab.BuildTemp(ctx, root)
+	defer remove()
 	if err != nil {
 		return err
 	}
