@@ -3,8 +3,11 @@ package bgp
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"testing"
 	"time"
@@ -190,5 +193,96 @@ func BenchmarkLearn100k(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(time.Since(start).Seconds(), "s-to-stop")
+	}
+}
+
+// BenchmarkLearn100kAtConnect is the lab's case: a leaf (another Speaker,
+// with graceful restart, so it ends its table with End-of-RIB) holds
+// 100,000 host routes before the session opens, and sends them all at
+// once. It measures until Synced and every claim set is delivered.
+func BenchmarkLearn100kAtConnect(b *testing.B) {
+	const n = 100_000
+	lfPort := freePort(b, loopback4b)
+	lfCfg := Config{RouterID: otherOrigin, ASN: leafASN, ListenPort: lfPort, TenantID: testTenant,
+		Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, GracefulRestart: 120 * time.Second,
+		Peers: []PeerConfig{{Address: loopback4, ASN: testASN, LocalAddress: loopback4b}}}
+	lf := newSpeaker(b, lfCfg)
+	if err := lf.Connect(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	a := netip.MustParseAddr("10.20.0.1")
+	for range n {
+		m := a.As4()
+		if err := lf.Announce(Route{Prefix: netip.PrefixFrom(a, 32), Seq: 1, MAC: net.HardwareAddr{0x52, 0x54, m[0], m[1], m[2], m[3]}}); err != nil {
+			b.Fatal(err)
+		}
+		a = a.Next()
+	}
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	cfg := testConfig(PeerConfig{Address: loopback4b, ASN: leafASN, Port: lfPort, LocalAddress: loopback4, ConnectRetry: time.Second})
+	cfg.Prefixes = lfCfg.Prefixes
+	cfg.GracefulRestart = 120 * time.Second
+	b.ResetTimer()
+	start := time.Now()
+	s := newSpeaker(b, cfg)
+	if err := s.Connect(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	got := 0
+	timeout := time.After(5 * time.Minute)
+	var established, synced time.Duration
+	for got < n || synced == 0 {
+		select {
+		case cs := <-s.Claims():
+			if len(cs.Claims) == 1 {
+				got++
+			}
+		case <-s.Established():
+			established = time.Since(start)
+		case <-s.Synced():
+			if synced == 0 {
+				synced = time.Since(start)
+			}
+		case <-timeout:
+			b.Fatalf("%d of %d claims after 5 minutes", got, n)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if f := os.Getenv("BGP_HEAP_PROFILE"); f != "" {
+		w, _ := os.Create(f)
+		_ = pprof.WriteHeapProfile(w)
+		w.Close()
+	}
+	b.ReportMetric(established.Seconds(), "s-established")
+	b.ReportMetric(synced.Seconds(), "s-synced")
+	b.ReportMetric(elapsed.Seconds(), "s-to-learn-100k")
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/route")
+}
+
+// BenchmarkClaimTableAll lists 100,000 prefixes' claims, as a reconcile
+// does through AllClaims.
+func BenchmarkClaimTableAll(b *testing.B) {
+	tb := newClaimTable()
+	base := netip.MustParseAddr("10.0.0.0").As4()
+	for i := range 100_000 {
+		a := base
+		a[1], a[2], a[3] = byte(i>>16), byte(i>>8), byte(i)
+		u := announce(netip.PrefixFrom(netip.AddrFrom4(a), 32), loopback4, 1, otherOrigin, 1)
+		u.mob.hasMAC = true
+		tb.apply(u)
+	}
+	drain(tb)
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := len(tb.all()); n != 100_000 {
+			b.Fatalf("%d sets", n)
+		}
 	}
 }

@@ -99,6 +99,7 @@ type leafOptions struct {
 	asn      uint32 // default leafASN
 	routeID  string // default 192.0.2.1
 	dialOnly bool   // do not listen: connect to the speaker instead
+	port     int    // default a free port
 }
 
 func newLeaf(t testing.TB, o leafOptions) *leaf {
@@ -109,7 +110,10 @@ func newLeaf(t testing.TB, o leafOptions) *leaf {
 	if o.routeID == "" {
 		o.routeID = "192.0.2.1"
 	}
-	l := &leaf{t: t, srv: server.NewBgpServer(), addr: o.listen, port: freePort(t, o.listen)}
+	if o.port == 0 {
+		o.port = freePort(t, o.listen)
+	}
+	l := &leaf{t: t, srv: server.NewBgpServer(), addr: o.listen, port: o.port}
 	go l.srv.Serve()
 	port := int32(l.port)
 	if o.dialOnly {
@@ -314,12 +318,15 @@ func (s *Speaker) waitEstablished(t testing.TB, addr netip.Addr) {
 type claimWatcher struct {
 	latest chan map[netip.Prefix]ClaimSet // holds the map; receive to lock
 	seen   chan map[netip.Prefix]int
+	empty  chan map[netip.Prefix]int // sets delivered with no claims
 }
 
 func watchClaims(t testing.TB, s *Speaker) *claimWatcher {
-	w := &claimWatcher{latest: make(chan map[netip.Prefix]ClaimSet, 1), seen: make(chan map[netip.Prefix]int, 1)}
+	w := &claimWatcher{latest: make(chan map[netip.Prefix]ClaimSet, 1), seen: make(chan map[netip.Prefix]int, 1),
+		empty: make(chan map[netip.Prefix]int, 1)}
 	w.latest <- map[netip.Prefix]ClaimSet{}
 	w.seen <- map[netip.Prefix]int{}
+	w.empty <- map[netip.Prefix]int{}
 	go func() {
 		for cs := range s.Claims() {
 			m := <-w.latest
@@ -328,6 +335,11 @@ func watchClaims(t testing.TB, s *Speaker) *claimWatcher {
 			n := <-w.seen
 			n[cs.Prefix]++
 			w.seen <- n
+			if len(cs.Claims) == 0 {
+				e := <-w.empty
+				e[cs.Prefix]++
+				w.empty <- e
+			}
 		}
 	}()
 	return w
@@ -346,6 +358,13 @@ func (w *claimWatcher) deliveries(p netip.Prefix) int {
 	n := <-w.seen
 	defer func() { w.seen <- n }()
 	return n[p]
+}
+
+// emptied returns how many sets without claims were reported for p.
+func (w *claimWatcher) emptied(p netip.Prefix) int {
+	e := <-w.empty
+	defer func() { w.empty <- e }()
+	return e[p]
 }
 
 // waitFor polls until the latest set of p satisfies cond.

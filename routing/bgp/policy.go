@@ -15,48 +15,24 @@ const globalRIB = "global"
 
 // installPolicies sets GoBGP's global policies:
 //
-// Import accepts our own paths and /32 or /128 inside the mobility
-// prefixes; everything else is rejected (GoBGP then never installs it and
-// reports it to the post-policy watcher as a withdrawal).
+// Import accepts only our own paths. Learned paths are claims, which the
+// speaker takes from the paths as received (with its own filter, see
+// Speaker.onPaths): rejecting them keeps them out of GoBGP's global RIB,
+// so GoBGP holds each one once (its Adj-RIB-In) and runs neither best
+// path selection nor the export policy for them.
 //
 // Export accepts only locally originated paths, so roamd never carries a
 // path from one leaf to another. /128 paths on IPv4 sessions get the
 // configured IPv6 next hop: a local path's next hop is still the
 // session's local address when the export policy runs, so "next hop
 // inside 0.0.0.0/0" selects exactly the IPv4 sessions.
-func installPolicies(ctx context.Context, s *server.BgpServer, prefixes []netip.Prefix, v6NextHop netip.Addr) error {
+func installPolicies(ctx context.Context, s *server.BgpServer, v6NextHop netip.Addr) error {
 	local := &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL}
 	accept := &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT}
 
 	imp := &api.Policy{Name: "roamd-import", Statements: []*api.Statement{
 		{Name: "roamd-import-local", Conditions: local, Actions: accept},
 	}}
-	sets := map[bool][]*api.Prefix{}
-	for _, p := range prefixes {
-		bits := uint32(p.Addr().BitLen())
-		sets[p.Addr().Is4()] = append(sets[p.Addr().Is4()], &api.Prefix{
-			IpPrefix: p.String(), MaskLengthMin: bits, MaskLengthMax: bits,
-		})
-	}
-	for _, v4 := range []bool{true, false} {
-		if len(sets[v4]) == 0 {
-			continue
-		}
-		name := "roamd-hosts-v6"
-		if v4 {
-			name = "roamd-hosts-v4"
-		}
-		if err := s.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
-			DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: name, Prefixes: sets[v4],
-		}}); err != nil {
-			return fmt.Errorf("adding prefix set %s: %w", name, err)
-		}
-		imp.Statements = append(imp.Statements, &api.Statement{
-			Name:       name,
-			Conditions: &api.Conditions{PrefixSet: &api.MatchSet{Name: name, Type: api.MatchSet_TYPE_ANY}},
-			Actions:    accept,
-		})
-	}
 
 	exp := &api.Policy{Name: "roamd-export"}
 	if v6NextHop.IsValid() {

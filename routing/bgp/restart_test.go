@@ -207,3 +207,52 @@ func TestReadyBeforeConnect(t *testing.T) {
 		t.Errorf("restart bit %v, forwarding bits %v; want both set", r, f)
 	}
 }
+
+// A leaf that restarts gracefully keeps its claims through the restart
+// (roamd helps, RFC 4724): they stay while the session is down, the ones
+// the restarted leaf announces again are never withdrawn, and the others
+// go at its End-of-RIB.
+func TestClaimsKeptThroughLeafRestart(t *testing.T) {
+	lf := newLeaf(t, leafOptions{listen: loopback4})
+	lf.addNeighbor(loopback4, neighborOptions{gracefulFor: 30 * time.Second, addPathSend: true})
+	cfg := testConfig(lf.peerConfig())
+	cfg.GracefulRestart = 30 * time.Second
+	s := newSpeaker(t, cfg)
+	w := watchClaims(t, s)
+	if err := s.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	kept := claim{prefix: host("198.51.100.10"), pathID: 1, origin: otherOrigin, tenant: testTenant, seq: 4, mac: mac("52:54:00:00:00:01")}
+	dropped := claim{prefix: host("198.51.100.11"), pathID: 1, origin: otherOrigin, tenant: testTenant, seq: 2}
+	lf.inject(kept)
+	lf.inject(dropped)
+	for _, c := range []claim{kept, dropped} {
+		w.waitFor(t, c.prefix, "the claim", func(cs ClaimSet) bool { return len(cs.Claims) == 1 })
+	}
+	up := s.peerState(t, loopback4).Since
+
+	// The leaf goes away without a word, as in a crash or a restart.
+	if err := lf.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "our session to go down", func() bool { return s.peerState(t, loopback4).State != "established" })
+	if all, err := s.AllClaims(); err != nil || len(all) != 2 {
+		t.Errorf("claims while the leaf restarts = %+v, %v; want both kept", all, err)
+	}
+
+	// The restarted leaf announces one of the two again, then End-of-RIB.
+	again := newLeaf(t, leafOptions{listen: loopback4, port: lf.port})
+	again.addNeighbor(loopback4, neighborOptions{gracefulFor: 30 * time.Second, addPathSend: true})
+	again.inject(kept)
+	eventually(t, 30*time.Second, "the session to come back", func() bool {
+		st := s.peerState(t, loopback4)
+		return st.State == "established" && st.Since.After(up)
+	})
+	w.waitFor(t, dropped.prefix, "the claim not announced again to go", func(cs ClaimSet) bool { return len(cs.Claims) == 0 })
+	if cs, _ := w.get(kept.prefix); len(cs.Claims) != 1 || cs.Claims[0].Seq != kept.seq || w.emptied(kept.prefix) > 0 {
+		t.Errorf("claims on %v = %+v, withdrawn %d times; want the one claim, never withdrawn", kept.prefix, cs, w.emptied(kept.prefix))
+	}
+	if all, err := s.AllClaims(); err != nil || len(all) != 1 || all[0].Prefix != kept.prefix {
+		t.Errorf("AllClaims after the restart = %+v, %v; want only %v", all, err, kept.prefix)
+	}
+}

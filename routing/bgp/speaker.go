@@ -15,6 +15,7 @@ import (
 
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/config/oc"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
 )
@@ -27,6 +28,15 @@ const prefixLimitHold = time.Minute
 // claimBuffer is the capacity of the Claims channel. Claim sets beyond it
 // wait in the speaker (one per prefix, latest state), not in the channel.
 const claimBuffer = 1024
+
+// globalFamilies are the only address families GoBGP's global RIB gets
+// tables for. Without the list it makes tables for each of the 26 families
+// it knows, each with 2,048 shards: 10 MB per speaker (one per tenant)
+// before any route, where the two used cost under 1 MB.
+var globalFamilies = []uint32{
+	uint32(oc.AfiSafiTypeToIntMap[oc.AFI_SAFI_TYPE_IPV4_UNICAST]),
+	uint32(oc.AfiSafiTypeToIntMap[oc.AFI_SAFI_TYPE_IPV6_UNICAST]),
+}
 
 // ErrStopped is returned by calls on a stopped speaker.
 var ErrStopped = errors.New("bgp speaker stopped")
@@ -118,9 +128,10 @@ func New(cfg Config) (*Speaker, error) {
 		Asn:        cfg.ASN,
 		RouterId:   cfg.RouterID.String(),
 		ListenPort: listen,
+		Families:   globalFamilies,
 	}})
 	if err == nil {
-		err = installPolicies(ctx, s.srv, s.cfg.Prefixes, cfg.IPv6NextHop)
+		err = installPolicies(ctx, s.srv, cfg.IPv6NextHop)
 	}
 	if err == nil {
 		err = s.watch()
@@ -138,25 +149,19 @@ func New(cfg Config) (*Speaker, error) {
 }
 
 // watch subscribes to GoBGP's events before any session exists, so none
-// is missed: accepted and withdrawn paths after the import policy (claims),
-// paths as received (to count what the import filter rejects) and
-// session states.
+// is missed. One watcher takes them all, so they come in the order GoBGP
+// produced them: paths as received (the import policy rejects every
+// learned path, so the received stream is the only one), the withdrawals
+// GoBGP makes itself when a session drops or a restarting peer's time is
+// up, End-of-RIB (so when Synced closes the claim table holds the whole
+// table) and session states (so a peer's paths turn stale before its
+// restarted session sends anything).
 func (s *Speaker) watch() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	// One watcher for accepted paths and End-of-RIB: its events come in
-	// order, so when Synced closes the claim table holds the whole table.
-	if err := s.srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPathUpdate: s.onAccepted, OnPathEor: s.onEor},
-		server.WatchPostUpdate(false, "", ""), server.WatchEor(false)); err != nil {
-		return fmt.Errorf("watching accepted paths: %w", err)
-	}
-	if err := s.srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPathUpdate: s.onReceived},
-		server.WatchUpdate(false, "", "")); err != nil {
-		return fmt.Errorf("watching received paths: %w", err)
-	}
-	if err := s.srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer},
-		server.WatchPeer()); err != nil {
-		return fmt.Errorf("watching sessions: %w", err)
+	if err := s.srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPathUpdate: s.onPaths, OnPathEor: s.onEor, OnPeerUpdate: s.onPeer},
+		server.WatchUpdate(false, "", ""), server.WatchAdjInWithdraw(), server.WatchEor(false), server.WatchPeer()); err != nil {
+		return fmt.Errorf("watching paths and sessions: %w", err)
 	}
 	s.delivering.Add(1)
 	go func() {
@@ -171,24 +176,42 @@ func (s *Speaker) importable(p netip.Prefix) bool {
 	return isHostRoute(p) && within(s.cfg.Prefixes, p)
 }
 
-// onAccepted receives GoBGP's post-policy view of every peer's paths.
-// Paths the import policy rejected arrive as withdrawals.
-func (s *Speaker) onAccepted(paths []*apiutil.Path, _ time.Time) {
+// onPaths receives every path as a peer sent it (and the withdrawals
+// GoBGP makes when a session drops): roamd's own import filter decides
+// what is a claim. GoBGP's import policy rejects them all, so GoBGP's RIB
+// holds only our own routes and computes no best path for learned ones.
+func (s *Speaker) onPaths(paths []*apiutil.Path, _ time.Time) {
 	for _, p := range paths {
 		prefix, ok := prefixOf(p.Nlri)
 		if !ok {
 			continue
 		}
-		u := update{prefix: prefix, key: pathKey{peer: p.PeerAddress.Unmap(), pathID: p.RemoteID}}
-		if p.Withdrawal || !s.importable(prefix) {
-			u.withdraw = true
-		} else {
+		peer := p.PeerAddress.Unmap()
+		if !s.importable(prefix) {
+			if !p.Withdrawal {
+				s.reject(peer)
+			}
+			continue // never in the table: nothing to withdraw either
+		}
+		u := update{prefix: prefix, key: pathKey{peer: peer, pathID: p.RemoteID}, withdraw: p.Withdrawal}
+		if !u.withdraw {
 			u.mob = decodeMobility(p.Attrs, s.cfg.TenantID)
 			u.own = u.mob.hasOrig && u.mob.origin == s.cfg.RouterID
 		}
 		s.table.apply(u)
 	}
 	s.enforceLimits(paths)
+}
+
+// reject counts an announcement the import filter refused.
+func (s *Speaker) reject(peer netip.Addr) {
+	s.rejected.Add(1)
+	s.mu.Lock()
+	if st := s.states[peer]; st != nil {
+		st.rejected++
+		st.rejectedUp++
+	}
+	s.mu.Unlock()
 }
 
 // enforceLimits shuts a session whose peer holds more accepted paths, or
@@ -236,24 +259,6 @@ func (s *Speaker) shutOverLimit(peer netip.Addr, limit uint32) {
 	})
 }
 
-// onReceived counts announcements the import filter will reject.
-func (s *Speaker) onReceived(paths []*apiutil.Path, _ time.Time) {
-	for _, p := range paths {
-		prefix, ok := prefixOf(p.Nlri)
-		if p.Withdrawal || (ok && s.importable(prefix)) {
-			continue
-		}
-		s.rejected.Add(1)
-		s.mu.Lock()
-		if st := s.states[p.PeerAddress.Unmap()]; st != nil {
-			st.rejected++
-			st.rejectedUp++
-		}
-		s.mu.Unlock()
-	}
-	s.enforceLimits(paths)
-}
-
 // onPeer tracks session states and signals Established.
 func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) {
 	if ev.Type != apiutil.PEER_EVENT_STATE && ev.Type != apiutil.PEER_EVENT_INIT {
@@ -279,6 +284,7 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) 
 	}
 	overLimit := st.overLimit
 	changed := st.state != state
+	wasUp := changed && st.state == gobgp.BGP_FSM_ESTABLISHED
 	// A session the peer or the network dropped (not one roamd removed or
 	// shut down, nor BFD's administrative reset).
 	dropped := changed && st.state == gobgp.BGP_FSM_ESTABLISHED && state == gobgp.BGP_FSM_IDLE &&
@@ -300,6 +306,12 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) 
 	s.mu.Unlock()
 	if !changed || ev.Type != apiutil.PEER_EVENT_STATE {
 		return
+	}
+	if wasUp {
+		// GoBGP has already withdrawn the paths of a session that ended
+		// for good; those left belong to a peer restarting gracefully and
+		// stay until its End-of-RIB (see onEor).
+		s.table.markStale(addr)
 	}
 	s.log.Info("bgp session", "routerID", s.cfg.RouterID, "peer", addr, "state", stateNames[state], "reason", reason)
 	if !overLimit && dropped { // a session over its limit is re-enabled by shutOverLimit

@@ -574,3 +574,17 @@ func TestStopReleasesEverything(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A speaker with no routes costs little: a daemon runs one per tenant.
+func TestIdleSpeakerFootprint(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := newSpeaker(t, testConfig())
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if n := float64(after.HeapAlloc) - float64(before.HeapAlloc); n > 3<<20 {
+		t.Errorf("an idle speaker holds %.1f MiB, want at most 3 MiB", n/(1<<20))
+	}
+	runtime.KeepAlive(s)
+}

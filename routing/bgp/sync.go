@@ -56,7 +56,12 @@ func (s *Speaker) onEor(p *apiutil.Path, _ time.Time) {
 	default:
 		return
 	}
-	s.sync.eor(p.PeerAddress.Unmap().String(), f)
+	peer := p.PeerAddress.Unmap()
+	// RFC 4724: a restarted peer's End-of-RIB ends the paths it did not
+	// announce again. GoBGP drops them from its Adj-RIB-In without an
+	// event a watcher of received paths sees, so the claim table does it.
+	s.table.dropStale(peer, f)
+	s.sync.eor(peer.String(), f)
 }
 
 // Synced is closed once every peer configured at New has sent End-of-RIB
