@@ -73,21 +73,37 @@ func out(b *testing.B) string {
 // leaf accepting the route (the leaf's clock), and roamd's own view.
 type arrivalResult struct {
 	Wire, Leaf, Roamd Summary
-	Hist              *dto.Histogram // roamd's detect→announce histogram
-	Unmatched         int            // arrivals without a frame or an UPDATE in the capture
-	Dropped           int            // packets the capture lost
+	// WireOutside leaves out the arrivals whose frame came while a
+	// reconcile ran (or up to 100 ms before it was seen to end): the
+	// latency of an engine that is not busy reconciling.
+	WireOutside Summary
+	Hist        *dto.Histogram // roamd's detect→announce histogram
+	Unmatched   int            // arrivals without a frame or an UPDATE in the capture
+	Dropped     int            // packets the capture lost
+	// Reconciles are those that ended while the arrivals ran: each one
+	// blocks roamd's engine, so an arrival during it waits.
+	Reconciles []reconcileRun
 	// Slowest are the five slowest arrivals on the wire, slowest first:
 	// when their frames came, after roamd started (to set beside its
 	// gctrace or its reconciles), and how long they took.
 	Slowest []slowArrival
 }
 
+type reconcileRun struct {
+	End  time.Time // seen within 100 ms
+	Took time.Duration
+}
+
 type slowArrival struct {
+	Frame    time.Time // when the frame entered the VM port
 	At, Took time.Duration
 }
 
 func (r arrivalResult) report(b *testing.B, name string) {
 	b.Logf("%s: frame→UPDATE on the wire: %v", name, r.Wire)
+	if len(r.Reconciles) > 0 {
+		b.Logf("%s: frame→UPDATE on the wire, arrivals outside reconciles: %v", name, r.WireOutside)
+	}
 	b.Logf("%s: frame→route accepted at the leaf: %v", name, r.Leaf)
 	b.Logf("%s: roamd's detect_to_announce_us: %v; its histogram: p50≈%s p99≈%s", name, r.Roamd,
 		quantile(r.Hist, 0.5, time.Microsecond), quantile(r.Hist, 0.99, time.Microsecond))
@@ -96,13 +112,19 @@ func (r arrivalResult) report(b *testing.B, name string) {
 	}
 	var slow []string
 	for _, a := range r.Slowest {
-		slow = append(slow, fmt.Sprintf("%v at +%v", a.Took.Round(time.Microsecond), a.At.Round(time.Millisecond)))
+		slow = append(slow, fmt.Sprintf("%v at +%v (%s)", a.Took.Round(time.Microsecond), a.At.Round(time.Millisecond), a.Frame.Format("15:04:05.000")))
 	}
 	b.Logf("%s: slowest on the wire (frame time after roamd started): %s", name, strings.Join(slow, ", "))
+	for _, rc := range r.Reconciles {
+		b.Logf("%s: a reconcile ran during the arrivals: %v, ended by %s", name, rc.Took.Round(time.Millisecond), rc.End.Format("15:04:05.000"))
+	}
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	b.ReportMetric(us(r.Wire.P50), "wire-p50-µs")
 	b.ReportMetric(us(r.Wire.P99), "wire-p99-µs")
 	b.ReportMetric(us(r.Wire.Max), "wire-max-µs")
+	if len(r.Reconciles) > 0 {
+		b.ReportMetric(us(r.WireOutside.P99), "wire-p99-outside-reconciles-µs")
+	}
 	b.ReportMetric(us(r.Roamd.P50), "roamd-p50-µs")
 	b.ReportMetric(us(r.Roamd.P99), "roamd-p99-µs")
 }
@@ -122,6 +144,7 @@ func measureArrivals(b *testing.B, s *Site, n int, base netip.Addr, profile stri
 		}
 	}()
 	defer func() { <-profiled }()
+	reconciled := watchReconciles(s)
 	addrs := make([]netip.Addr, n)
 	a := base
 	for i := range addrs {
@@ -131,7 +154,8 @@ func measureArrivals(b *testing.B, s *Site, n int, base netip.Addr, profile stri
 	collectMoves := func() {
 		ms, err := s.Roamd.API.Moves(context.Background())
 		if err != nil {
-			b.Fatal(err)
+			b.Error(err) // may run on another goroutine: no Fatal
+			return
 		}
 		for _, m := range ms {
 			if addr, err := netip.ParseAddr(m.Address); err == nil && m.DetectToAnnounceUS > 0 {
@@ -139,16 +163,31 @@ func measureArrivals(b *testing.B, s *Site, n int, base netip.Addr, profile stri
 			}
 		}
 	}
+	// The move log keeps the last 512: read it every 200 arrivals, on its
+	// own goroutine, so an API call that waits for roamd's engine (during
+	// a reconcile, say) never holds the arrivals back.
+	var collecting sync.WaitGroup
+	var roamdMu sync.Mutex
+	collect := func() {
+		collecting.Go(func() {
+			roamdMu.Lock()
+			defer roamdMu.Unlock()
+			collectMoves()
+		})
+	}
+	start := time.Now()
 	for i, addr := range addrs {
+		// Pacing on a fixed schedule: arrivals at idle, one at a time.
+		time.Sleep(time.Until(start.Add(time.Duration(i) * *spacing)))
 		vm := s.VMs[i%len(s.VMs)]
 		if err := s.Sender.Send(vm.Ifindex, frames.GratuitousARP(vm.MAC, addr)); err != nil {
 			b.Fatal(err)
 		}
-		time.Sleep(*spacing) // pacing: arrivals at idle, one at a time
 		if i%200 == 199 {
-			collectMoves() // the move log keeps the last 512
+			collect()
 		}
 	}
+	collecting.Wait()
 
 	// Every route at the leaf.
 	want := map[netip.Prefix]bool{}
@@ -203,9 +242,17 @@ func measureArrivals(b *testing.B, s *Site, n int, base netip.Addr, profile stri
 		}
 	}
 
-	r := arrivalResult{Dropped: dropped}
-	var wire, leaf, own []time.Duration
+	r := arrivalResult{Dropped: dropped, Reconciles: reconciled()}
+	var wire, leaf, own, outside []time.Duration
 	var slowest []slowArrival
+	duringReconcile := func(f time.Time) bool {
+		for _, rc := range r.Reconciles {
+			if !f.Before(rc.End.Add(-rc.Took-100*time.Millisecond)) && !f.After(rc.End) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, a := range addrs {
 		f, okF := frameAt[a]
 		u, okU := updateAt[a]
@@ -217,17 +264,53 @@ func measureArrivals(b *testing.B, s *Site, n int, base netip.Addr, profile stri
 			continue
 		}
 		wire = append(wire, u.Sub(f))
-		slowest = append(slowest, slowArrival{At: f.Sub(s.Roamd.Started), Took: u.Sub(f)})
+		if !duringReconcile(f) {
+			outside = append(outside, u.Sub(f))
+		}
+		slowest = append(slowest, slowArrival{Frame: f, At: f.Sub(s.Roamd.Started), Took: u.Sub(f)})
 		leaf = append(leaf, leafAt[a].Sub(f))
 		if us, ok := roamdUS[a]; ok {
 			own = append(own, time.Duration(us)*time.Microsecond)
 		}
 	}
-	r.Wire, r.Leaf, r.Roamd = Summarize(wire), Summarize(leaf), Summarize(own)
+	r.Wire, r.Leaf, r.Roamd, r.WireOutside = Summarize(wire), Summarize(leaf), Summarize(own), Summarize(outside)
 	slices.SortFunc(slowest, func(a, b slowArrival) int { return cmp.Compare(b.Took, a.Took) })
 	r.Slowest = slowest[:min(5, len(slowest))]
 	r.Hist = m.Histogram("roamd_detect_to_announce_seconds")
 	return r
+}
+
+// watchReconciles scrapes roamd's reconcile histogram every 100 ms until
+// the returned function is called, which returns the reconciles seen.
+func watchReconciles(s *Site) func() []reconcileRun {
+	stop := make(chan struct{})
+	done := make(chan []reconcileRun)
+	go func() {
+		var runs []reconcileRun
+		var count uint64
+		var sum float64
+		first := true
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if m, err := Scrape(s.HV, MetricsAddr); err == nil {
+				if h := m.Histogram("roamd_reconcile_seconds"); h != nil {
+					if !first && h.GetSampleCount() > count {
+						took := time.Duration((h.GetSampleSum() - sum) / float64(h.GetSampleCount()-count) * float64(time.Second))
+						runs = append(runs, reconcileRun{End: time.Now(), Took: took})
+					}
+					count, sum, first = h.GetSampleCount(), h.GetSampleSum(), false
+				}
+			}
+			select {
+			case <-stop:
+				done <- runs
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() []reconcileRun { close(stop); return <-done }
 }
 
 // memory logs how roamd's memory splits, from its Go runtime metrics.
