@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 )
 
@@ -66,5 +67,21 @@ func BenchmarkArrival(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkLearnedMemory reports what the table holds per host learned from
+// the fabric (labs/scale learns 100,000).
+func BenchmarkLearnedMemory(b *testing.B) {
+	const n = 100_000
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		t := learnedTable(n)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/host")
+		runtime.KeepAlive(t)
 	}
 }
