@@ -343,6 +343,8 @@ func (r *speaker) AllClaims() ([]ClaimSet, error) {
 	return out, err
 }
 
+func (r *speaker) Redeliver(prefixes []netip.Prefix) { r.s.Redeliver(prefixes) }
+
 // convert keeps the claims of this tenant: a path tagged with another
 // tenant's id (a leaking fabric) is not a claim here.
 func (r *speaker) convert(s bgp.ClaimSet) ClaimSet {

@@ -82,6 +82,8 @@ type Daemon struct {
 	// held are the frames waiting.
 	syncing bool
 	held    []frameIn
+	// checkingClaims: a periodic check of the learned claims is running.
+	checkingClaims bool
 
 	portIndex map[string]int
 	portJobs  [portWorkers]chan func()

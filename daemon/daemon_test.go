@@ -70,7 +70,7 @@ func (fakeCapture) Unwatch(string)                  {}
 func (fakeCapture) Send(string, []byte) error       { return nil }
 func (fakeCapture) SetDiscovery(string, bool) error { return nil }
 
-func testConfig(t *testing.T, peerPort int) *config.Config {
+func testConfig(t testing.TB, peerPort int) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	y := fmt.Sprintf(`
@@ -106,7 +106,7 @@ func freeTCPPort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {

@@ -46,7 +46,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case now := <-tick.C:
 			d.apply(hosts.Tick{Time: now}, now)
 		case <-reconcile.C:
-			d.reconcile()
+			d.reconcile(ctx)
 		case <-gauges.C:
 			d.updateGauges()
 			d.expireDiscovery()

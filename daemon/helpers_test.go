@@ -13,7 +13,7 @@ import (
 
 // runDaemon starts a daemon on cfg with a fake kernel and capture and the
 // router rt; edit may change the options first. It stops with the test.
-func runDaemon(t *testing.T, cfg *config.Config, rt Router, edit func(*Options)) (*Daemon, context.Context) {
+func runDaemon(t testing.TB, cfg *config.Config, rt Router, edit func(*Options)) (*Daemon, context.Context) {
 	t.Helper()
 	o := Options{Config: cfg, Kernel: &fakeKernel{}, Capture: fakeCapture{}, Routers: map[string]Router{"default": rt}}
 	if edit != nil {
@@ -30,7 +30,7 @@ func runDaemon(t *testing.T, cfg *config.Config, rt Router, edit func(*Options))
 }
 
 // adopt reports a VM port to d and waits until it has n ports.
-func adopt(t *testing.T, ctx context.Context, d *Daemon, port string, index, n int) {
+func adopt(t testing.TB, ctx context.Context, d *Daemon, port string, index, n int) {
 	t.Helper()
 	d.ports <- PortEvent{Added: true, Name: port, Index: index}
 	eventually(t, port+" adopted", func() bool { st, err := d.Status(ctx); return err == nil && len(st.Ports) == n })

@@ -43,6 +43,9 @@ type Router interface {
 	// host prefix.
 	Claims() <-chan ClaimSet
 	AllClaims() ([]ClaimSet, error)
+	// Redeliver queues the current claim set of each prefix on Claims, as
+	// if it had changed (empty for a prefix nobody claims).
+	Redeliver(prefixes []netip.Prefix)
 	// Synced is closed once every session delivered its initial table
 	// (End-of-RIB).
 	Synced() <-chan struct{}

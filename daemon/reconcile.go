@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"net/netip"
 	"slices"
 	"time"
@@ -63,24 +64,103 @@ func (d *Daemon) desiredRoutes() []KernelRoute {
 	return want
 }
 
-// reconcile repairs whatever lost events left behind: the kernel's routes,
-// the paths announced, and the claims learned, each against the table.
-func (d *Daemon) reconcile() {
+// claimCheckChunk is how many learned claim sets the engine compares in
+// one go during the periodic check: ~2 ms of its time, so an arrival waits
+// no longer than that behind the check.
+const claimCheckChunk = 2048
+
+// reconcile repairs whatever lost events left behind: the kernel's routes
+// and the paths announced (here, on the engine: they are this site's
+// hosts, a few thousand at most), and the claims learned from the fabric
+// (checkClaims, on its own goroutine: 100,000 and more).
+func (d *Daemon) reconcile(ctx context.Context) {
 	start := time.Now()
 	if err := d.kernel.Sync(d.desiredRoutes()); err != nil {
 		d.log.Warn("reconcile: kernel", "err", err)
 	}
 	for tenant, r := range d.routers {
 		d.reconcilePaths(tenant, r)
-		d.reconcileClaims(tenant, r)
 	}
 	if d.resync != nil {
 		d.resync()
 	}
 	d.updateGauges()
-	took := time.Since(start)
-	d.metrics.reconcile.Observe(took.Seconds())
-	d.log.Debug("reconciled", "took", took)
+	if d.checkingClaims {
+		return // the previous check is still running
+	}
+	d.checkingClaims = true
+	engine := time.Since(start)
+	go func() {
+		for tenant, r := range d.routers {
+			d.checkClaims(ctx, tenant, r)
+		}
+		_ = d.do(ctx, func() { d.checkingClaims = false })
+		took := time.Since(start)
+		d.metrics.reconcile.Observe(took.Seconds())
+		d.log.Debug("reconciled", "took", took, "kernelAndPaths", engine)
+	}()
+}
+
+// checkClaims compares the engine's learned claims with the speaker's
+// without holding the engine for long: the snapshot is taken and indexed
+// here, compared on the engine a chunk at a time, and what differs is
+// redelivered by the speaker with its latest state (the snapshot may be
+// older than a set the engine took meanwhile, so it is never applied).
+func (d *Daemon) checkClaims(ctx context.Context, tenant string, r Router) {
+	sets, err := r.AllClaims()
+	if err != nil {
+		d.log.Warn("reconcile: listing claims", "tenant", tenant, "err", err)
+		return
+	}
+	var differ []netip.Prefix
+	claimed, engineClaimed := 0, 0
+	for chunk := range slices.Chunk(sets, claimCheckChunk) {
+		err := d.do(ctx, func() {
+			for _, s := range chunk {
+				if !sameClaims(d.table.RemoteClaimsOf(hosts.Key{Tenant: tenant, Addr: s.Prefix.Addr()}), s.Claims) {
+					differ = append(differ, s.Prefix)
+				}
+			}
+		})
+		if err != nil {
+			return
+		}
+	}
+	if err := d.do(ctx, func() { engineClaimed = d.table.RemoteKeyCount(tenant) }); err != nil {
+		return
+	}
+	for _, s := range sets {
+		if len(s.Claims) > 0 {
+			claimed++
+		}
+	}
+	// Hosts the engine has claims for and the speaker has none. When every
+	// set matched and the counts agree there are none, and the engine's
+	// 100,000 keys need not be listed.
+	if len(differ) > 0 || engineClaimed != claimed {
+		listed := make(map[netip.Addr]struct{}, len(sets))
+		for _, s := range sets {
+			listed[s.Prefix.Addr()] = struct{}{}
+		}
+		var keys []hosts.Key
+		if err := d.do(ctx, func() { keys = d.table.RemoteKeys(tenant) }); err != nil {
+			return
+		}
+		for _, k := range keys {
+			if _, ok := listed[k.Addr]; !ok {
+				differ = append(differ, k.Prefix())
+			}
+		}
+	}
+	if len(differ) == 0 {
+		return
+	}
+	// A set that changed while the check ran differs too: redelivering it
+	// is harmless, and counted all the same.
+	d.metrics.reconcileFixes.WithLabelValues("claims").Add(float64(len(differ)))
+	d.log.Warn("reconcile: learned claims differ from the speaker's, redelivering", "tenant", tenant, "prefixes", len(differ),
+		"first", differ[0])
+	r.Redeliver(differ)
 }
 
 func (d *Daemon) reconcilePaths(tenant string, r Router) {

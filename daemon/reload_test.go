@@ -19,6 +19,7 @@ type fakeRouter struct {
 	announced []Path
 	all       []ClaimSet
 	claims    chan ClaimSet
+	redeliver [][]netip.Prefix
 	synced    chan struct{} // nil: synced from the start
 }
 
@@ -37,6 +38,30 @@ func (r *fakeRouter) AllClaims() ([]ClaimSet, error) {
 	defer r.mu.Unlock()
 	return r.all, nil
 }
+
+// Redeliver sends the current set (from all) of each prefix on claims, as
+// the speaker does.
+func (r *fakeRouter) Redeliver(prefixes []netip.Prefix) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.redeliver = append(r.redeliver, prefixes)
+	var sets []ClaimSet
+	for _, p := range prefixes {
+		cs := ClaimSet{Prefix: p}
+		for _, s := range r.all {
+			if s.Prefix == p {
+				cs = s
+			}
+		}
+		sets = append(sets, cs)
+	}
+	go func() {
+		for _, cs := range sets {
+			r.claims <- cs
+		}
+	}()
+}
+
 func (r *fakeRouter) Peers() []api.Peer { return nil }
 func (r *fakeRouter) Ready() error      { return nil }
 func (r *fakeRouter) Synced() <-chan struct{} {

@@ -235,7 +235,8 @@ func (t *Table) ownerProbed(in OwnerProbed) []Action {
 	}
 	t.unbindAddr(in.Key)
 	if r := t.remote[in.Key]; r != nil {
-		r.claims, r.notified = nil, nil
+		t.setRemoteClaims(in.Key, r, nil)
+		r.notified = nil
 	}
 	f.Time = in.Time
 	return append(acts, t.claim(port, f)...)

@@ -23,7 +23,7 @@ func (t *Table) remoteClaims(in RemoteClaims) []Action {
 		r = &remote{}
 		t.remote[in.Key] = r
 	}
-	r.claims = slices.Clone(in.Claims)
+	t.setRemoteClaims(in.Key, r, slices.Clone(in.Claims))
 	// A notification BGP now confirms (same origin, same or newer
 	// sequence) is no longer needed.
 	r.notified = slices.DeleteFunc(r.notified, func(n notifiedClaim) bool {
@@ -48,6 +48,17 @@ func (t *Table) remoteClaims(in RemoteClaims) []Action {
 		acts = append(acts, Withdraw{Key: in.Key})
 	}
 	return append(acts, t.evaluate(in.Key, SourceBGP, in.Time)...)
+}
+
+// setRemoteClaims replaces r's claims, keeping the count per tenant.
+func (t *Table) setRemoteClaims(key Key, r *remote, claims []Claim) {
+	switch {
+	case len(r.claims) == 0 && len(claims) > 0:
+		t.claimedElsewhere[key.Tenant]++
+	case len(r.claims) > 0 && len(claims) == 0:
+		t.claimedElsewhere[key.Tenant]--
+	}
+	r.claims = claims
 }
 
 // claimWaitingRARP claims key now if a RARP from mac arrived here shortly

@@ -57,6 +57,8 @@ type Table struct {
 	// withNotified are the hosts with unconfirmed notifications, so the
 	// clock expires them without scanning every remote host.
 	withNotified map[Key]struct{}
+	// claimedElsewhere counts, per tenant, the hosts with BGP claims.
+	claimedElsewhere map[string]int
 }
 
 // unknownRARPWindow is how long a RARP from an unknown MAC waits for its
@@ -90,6 +92,8 @@ func New(p Policy) *Table {
 
 		unknownRARP:  map[string]map[string]Frame{},
 		withNotified: map[Key]struct{}{},
+
+		claimedElsewhere: map[string]int{},
 	}
 	if t.policy.Retention == 0 {
 		t.policy.Retention = 10 * time.Minute

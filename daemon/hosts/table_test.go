@@ -405,3 +405,32 @@ func TestFamilyTheTenantDoesNotRouteIsNotAClaim(t *testing.T) {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }
+
+// RemoteKeyCount follows the hosts with BGP claims per tenant, as
+// RemoteKeys lists them: the reconcile trusts it to skip the listing.
+func TestRemoteKeyCount(t *testing.T) {
+	tb := newTable()
+	blueKey := Key{Tenant: "blue", Addr: vmIP}
+	claims := []Claim{{Origin: hvB, Seq: 1, MAC: vmMAC}}
+	steps := []struct {
+		in          Input
+		wantDefault int
+		wantBlue    int
+	}{
+		{RemoteClaims{Time: at(1), Key: key, Claims: claims}, 1, 0},
+		{RemoteClaims{Time: at(2), Key: key, Claims: []Claim{{Origin: hvB, Seq: 2, MAC: vmMAC}}}, 1, 0}, // changed, still one
+		{RemoteClaims{Time: at(3), Key: key6, Claims: claims}, 2, 0},
+		{RemoteClaims{Time: at(4), Key: blueKey, Claims: claims}, 2, 1},
+		{RemoteClaims{Time: at(5), Key: key}, 1, 1}, // withdrawn
+		{RemoteClaims{Time: at(6), Key: key}, 1, 1}, // withdrawn again
+		{RemoteClaims{Time: at(7), Key: blueKey}, 1, 0},
+	}
+	for i, s := range steps {
+		tb.Apply(s.in)
+		for tenant, want := range map[string]int{"default": s.wantDefault, "blue": s.wantBlue} {
+			if got, listed := tb.RemoteKeyCount(tenant), len(tb.RemoteKeys(tenant)); got != want || listed != want {
+				t.Errorf("step %d: %s: RemoteKeyCount %d, RemoteKeys %d; want %d", i, tenant, got, listed, want)
+			}
+		}
+	}
+}

@@ -74,7 +74,7 @@ func (t *Table) Counts() map[State]int {
 
 // RemoteKeys returns the hosts of tenant that have remote claims.
 func (t *Table) RemoteKeys(tenant string) []Key {
-	var out []Key
+	out := make([]Key, 0, t.claimedElsewhere[tenant])
 	for k, r := range t.remote {
 		if k.Tenant == tenant && len(r.claims) > 0 {
 			out = append(out, k)
@@ -82,6 +82,10 @@ func (t *Table) RemoteKeys(tenant string) []Key {
 	}
 	return out
 }
+
+// RemoteKeyCount returns how many hosts of tenant have claims from BGP:
+// len(RemoteKeys(tenant)) without the list.
+func (t *Table) RemoteKeyCount(tenant string) int { return t.claimedElsewhere[tenant] }
 
 // RunningFamilies reports whether an IPv4 and an IPv6 host run on port
 // (local or announced).

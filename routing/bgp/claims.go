@@ -246,6 +246,17 @@ func (t *claimTable) dropStale(addr netip.Addr, f Family) {
 	}
 }
 
+// redeliver queues the host prefixes among prefixes for delivery.
+func (t *claimTable) redeliver(prefixes []netip.Prefix) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range prefixes {
+		if isHostRoute(p) {
+			t.markLocked(keyOf(p))
+		}
+	}
+}
+
 func (t *claimTable) markLocked(k hostKey) {
 	if _, ok := t.dirty[k]; ok {
 		return

@@ -214,3 +214,23 @@ func TestClaimTableMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(tb)
 }
+
+// Redeliver queues the current set of each host prefix asked for: the
+// claims of one that has them, an empty set for one nobody claims; what is
+// not a host route is ignored.
+func TestClaimTableRedeliver(t *testing.T) {
+	tb := newClaimTable()
+	claimed, unclaimed := host("198.51.100.1"), host("198.51.100.2")
+	tb.apply(announce(claimed, loopback4, 1, otherOrigin, 3))
+	drain(tb)
+
+	tb.redeliver([]netip.Prefix{claimed, unclaimed, netip.MustParsePrefix("198.51.100.0/24")})
+	got := drain(tb)
+	want := []ClaimSet{
+		{Prefix: claimed, Claims: []Claim{{Prefix: claimed, Origin: otherOrigin, TenantID: testTenant, Seq: 3, Peer: loopback4, PathID: 1}}},
+		{Prefix: unclaimed, Claims: []Claim{}},
+	}
+	if d := cmp.Diff(want, got, addrs); d != "" {
+		t.Errorf("redelivered (-want +got):\n%s", d)
+	}
+}

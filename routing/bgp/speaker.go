@@ -607,18 +607,24 @@ func (s *Speaker) Established() <-chan struct{} { return s.established }
 // (not a /32 or /128, or outside the mobility prefixes), over all peers.
 func (s *Speaker) RejectedRoutes() uint64 { return s.rejected.Load() }
 
-// AllClaims returns every prefix's claim set as GoBGP holds it now, for a
-// full reconcile. It reads the Loc-RIB, which keeps every path each peer's
-// Adj-RIB-In accepted (each ADD-PATH id separately): the same view Claims
-// reports changes of. Prefixes without claims are absent.
+// AllClaims returns every prefix's claim set as the claim table holds it
+// now (every accepted path of every peer, each ADD-PATH id separately):
+// the same view Claims reports changes of. Prefixes without claims are
+// absent.
 func (s *Speaker) AllClaims() ([]ClaimSet, error) {
 	if s.isStopped() {
 		return nil, ErrStopped
 	}
-	// The claim table mirrors the accepted paths of the Adj-RIB-In; reading
-	// it costs a copy, where walking GoBGP's RIB took seconds at 100,000
-	// routes.
 	return s.table.all(), nil
+}
+
+// Redeliver queues the current claim set of each prefix for Claims, as if
+// it had changed (an empty set for a prefix nobody claims). A reader that
+// compared a snapshot from AllClaims with its own state repairs what
+// differs this way, with the latest state rather than the snapshot, which
+// may already be older than what it has.
+func (s *Speaker) Redeliver(prefixes []netip.Prefix) {
+	s.table.redeliver(prefixes)
 }
 
 // families are the address families of the mobility prefixes.
