@@ -9,9 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// snapLen is the most of a frame the filter keeps and the reader reads: a
-// jumbo frame. NDP messages are never larger than the link MTU.
-const snapLen = 9216
+// snapLen is the most of a frame the filter keeps and the reader reads.
+// What roamd decodes is small (ARP and RARP 60 bytes, the NS, NA and RS of
+// a guest ~90), so a standard MTU's worth is plenty; the reader's buffer is
+// per port, and a jumbo frame's (9 KiB) cost 37 MB at 4,096 ports. A
+// longer NDP message is cut here and then refused as malformed.
+const snapLen = 1536
 
 // trafficSnapLen is what the discovery filter keeps of an ordinary IP
 // packet: Ethernet and IP headers, enough for the source address.
