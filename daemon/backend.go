@@ -16,8 +16,9 @@ var _ api.Backend = (*Daemon)(nil)
 // Status implements api.Backend.
 func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	cfg := d.current.Load()
-	s := api.Status{Version: d.version, RouterID: cfg.RouterID.String(), ASN: cfg.ASN, Started: d.started, Hosts: map[string]int{}}
+	s := api.Status{Version: d.version, RouterID: cfg.RouterID.String(), ASN: cfg.ASN, Hosts: map[string]int{}}
 	err := d.do(ctx, func() {
+		s.Started = d.started // set by Run before the engine starts
 		for st, n := range d.table.Counts() {
 			s.Hosts[st.String()] = n
 		}

@@ -216,7 +216,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.ready != nil {
 		d.ready()
 	}
-	d.log.Info("roamd running", "routerID", d.cfg.RouterID, "asn", d.cfg.ASN, "tenants", len(d.cfg.Tenants))
+	// The engine owns d.cfg now (a reload replaces it): read the copy.
+	cfg := d.current.Load()
+	d.log.Info("roamd running", "routerID", cfg.RouterID, "asn", cfg.ASN, "tenants", len(cfg.Tenants))
 
 	err = g.Wait()
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
