@@ -1,6 +1,7 @@
 package fib
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -92,6 +93,54 @@ func (c rawConn) routes() ([]kernelRoute, error) {
 		err = perr
 	}
 	return out, err
+}
+
+// rtextFilterSkipStats asks a link dump to leave out the statistics
+// (RTEXT_FILTER_SKIP_STATS, uapi rtnetlink.h; x/sys/unix lacks it). Kernels
+// that predate it ignore the bit.
+const rtextFilterSkipStats = 1 << 3
+
+// linkNames dumps the interfaces' index → name. netlink.LinkList decodes
+// every attribute of every link; at 4,096 VM ports that was most of a
+// reconcile, which needs only the names.
+func (c rawConn) linkNames() (map[int]string, error) {
+	req := c.request(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
+	names := map[int]string{}
+	var perr error
+	err := req.ExecuteIter(unix.NETLINK_ROUTE, unix.RTM_NEWLINK, func(msg []byte) bool {
+		index, name, err := parseLinkName(msg)
+		if err != nil {
+			perr = err
+		} else if name != "" {
+			names[index] = name
+		}
+		return true
+	})
+	if err == nil {
+		err = perr
+	}
+	return names, err
+}
+
+// parseLinkName decodes the index and name of one RTM_NEWLINK payload
+// (ifinfomsg + attributes).
+func parseLinkName(msg []byte) (index int, name string, err error) {
+	if len(msg) < unix.SizeofIfInfomsg {
+		return 0, "", fmt.Errorf("link message of %d bytes, want at least %d", len(msg), unix.SizeofIfInfomsg)
+	}
+	index = int(int32(binary.NativeEndian.Uint32(msg[4:8])))
+	attrs, err := parseAttrs(msg[unix.SizeofIfInfomsg:])
+	if err != nil {
+		return 0, "", fmt.Errorf("link %d: %w", index, err)
+	}
+	for _, a := range attrs {
+		if a.Type == unix.IFLA_IFNAME {
+			return index, string(bytes.TrimRight(a.Value, "\x00")), nil
+		}
+	}
+	return index, "", nil
 }
 
 // parseRoute decodes one RTM_NEWROUTE payload (rtmsg + attributes). ok is

@@ -129,15 +129,7 @@ func (f *FIB) ownedRoutes() ([]ownedRoute, error) {
 }
 
 func (f *FIB) linkNames() (map[int]string, error) {
-	links, err := dump("listing interfaces", f.h.LinkList)
-	if err != nil {
-		return nil, err
-	}
-	names := make(map[int]string, len(links))
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
-	return names, nil
+	return dump("listing interfaces", f.raw.linkNames)
 }
 
 // Sync makes roamd's host routes exactly want: it adds what is missing,

@@ -158,3 +158,21 @@ func TestRuleTunID(t *testing.T) {
 		}
 	}
 }
+
+// parseLinkName reads the index and the name of an RTM_NEWLINK payload as
+// the kernel sends it, and refuses a truncated one.
+func TestParseLinkName(t *testing.T) {
+	info := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	info.Index = 4097
+	msg := append(info.Serialize(), nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(1500)).Serialize()...)
+	msg = append(msg, nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated("tap4095")).Serialize()...)
+	if idx, name, err := parseLinkName(msg); err != nil || idx != 4097 || name != "tap4095" {
+		t.Errorf("parseLinkName = %d, %q, %v; want 4097, tap4095", idx, name, err)
+	}
+	if _, _, err := parseLinkName(msg[:10]); err == nil {
+		t.Error("a 10-byte link message was accepted")
+	}
+	if _, _, err := parseLinkName(msg[:len(msg)-3]); err == nil {
+		t.Error("a link message with a cut attribute was accepted")
+	}
+}
