@@ -56,16 +56,8 @@ func (t *Table) hint(in Hint) []Action {
 		}
 	case HintDepart:
 		for _, a := range addrs {
-			h := t.hosts[Key{Tenant: in.Tenant, Addr: a.Unmap()}]
-			if h == nil {
-				continue
-			}
-			switch h.State {
-			case Announced, Local:
-				acts = append(acts, Withdraw{Key: h.Key}, RemoveRoute{Key: h.Key})
-				t.setState(h, Gone, in.Time)
-			case Staged:
-				t.setState(h, Gone, in.Time)
+			if h := t.hosts[Key{Tenant: in.Tenant, Addr: a.Unmap()}]; h != nil {
+				acts = append(acts, t.leave(h, in.Time)...)
 			}
 		}
 	}

@@ -50,13 +50,8 @@ func (t *Table) portDown(in PortDown) []Action {
 	var acts []Action
 	for _, h := range t.onPort(in.Port, func(*Host) bool { return true }) {
 		switch h.State {
-		case Announced, Local:
-			// Withdraw before removing the route: the fabric must stop
-			// sending before the port stops receiving.
-			acts = append(acts, Withdraw{Key: h.Key}, RemoveRoute{Key: h.Key})
-			t.setState(h, Gone, in.Time)
-		case Staged:
-			t.setState(h, Gone, in.Time)
+		case Announced, Local, Staged:
+			acts = append(acts, t.leave(h, in.Time)...)
 		case Yielded:
 			// Forwarding does not need the port; the hold timer ends it.
 			if h.ForwardTo.IsValid() {
@@ -66,6 +61,20 @@ func (t *Table) portDown(in PortDown) []Action {
 		}
 	}
 	return acts
+}
+
+// leave ends a host that runs or is staged here. A running host is
+// withdrawn before its route is removed: the fabric must stop sending
+// before the port stops receiving.
+func (t *Table) leave(h *Host, now time.Time) []Action {
+	switch h.State {
+	case Announced, Local:
+		t.setState(h, Gone, now)
+		return []Action{Withdraw{Key: h.Key}, RemoveRoute{Key: h.Key}}
+	case Staged:
+		t.setState(h, Gone, now)
+	}
+	return nil
 }
 
 // frame handles a frame from a VM: the frame claims its address here.
@@ -230,8 +239,7 @@ func (t *Table) ownerProbed(in OwnerProbed) []Action {
 	// The old owner is gone: forget it and let the waiting claim through.
 	var acts []Action
 	if h := t.hosts[in.Key]; h != nil && (h.State == Announced || h.State == Local) {
-		acts = append(acts, Withdraw{Key: h.Key}, RemoveRoute{Key: h.Key})
-		t.setState(h, Gone, in.Time)
+		acts = t.leave(h, in.Time)
 	}
 	t.unbindAddr(in.Key)
 	if r := t.remote[in.Key]; r != nil {
