@@ -168,6 +168,12 @@ func (t *claimTable) apply(u update) {
 		entries[i] = e
 		changed = old != e && !(old.has(fOwn) && e.has(fOwn))
 	}
+	t.storeLocked(k, entries, changed)
+}
+
+// storeLocked puts back the paths of k after a change, and queues k when
+// the claims others see changed.
+func (t *claimTable) storeLocked(k hostKey, entries []pathEntry, changed bool) {
 	if len(entries) == 0 {
 		delete(t.paths, k)
 	} else {
@@ -235,14 +241,7 @@ func (t *claimTable) dropStale(addr netip.Addr, f Family) {
 			changed = changed || !e.has(fOwn)
 			return true
 		})
-		if len(entries) == 0 {
-			delete(t.paths, k)
-		} else {
-			t.paths[k] = entries
-		}
-		if changed {
-			t.markLocked(k)
-		}
+		t.storeLocked(k, entries, changed)
 	}
 }
 
