@@ -117,7 +117,7 @@ func (d *Daemon) checkClaims(ctx context.Context, tenant string, r Router) {
 	for chunk := range slices.Chunk(sets, claimCheckChunk) {
 		err := d.do(ctx, func() {
 			for _, s := range chunk {
-				if !sameClaims(d.table.RemoteClaimsOf(hosts.Key{Tenant: tenant, Addr: s.Prefix.Addr()}), s.Claims) {
+				if d.claimsDiffer(tenant, s) {
 					differ = append(differ, s.Prefix)
 				}
 			}
@@ -138,18 +138,12 @@ func (d *Daemon) checkClaims(ctx context.Context, tenant string, r Router) {
 	// set matched and the counts agree there are none, and the engine's
 	// 100,000 keys need not be listed.
 	if len(differ) > 0 || engineClaimed != claimed {
-		listed := make(map[netip.Addr]struct{}, len(sets))
-		for _, s := range sets {
-			listed[s.Prefix.Addr()] = struct{}{}
-		}
 		var keys []hosts.Key
 		if err := d.do(ctx, func() { keys = d.table.RemoteKeys(tenant) }); err != nil {
 			return
 		}
-		for _, k := range keys {
-			if _, ok := listed[k.Addr]; !ok {
-				differ = append(differ, k.Prefix())
-			}
+		for _, k := range unlisted(keys, sets) {
+			differ = append(differ, k.Prefix())
 		}
 	}
 	if len(differ) == 0 {
@@ -203,36 +197,38 @@ func (d *Daemon) reconcileClaims(tenant string, r Router) {
 		return
 	}
 	now := time.Now()
-	seen := map[hosts.Key]bool{}
 	for _, s := range sets {
-		key := hosts.Key{Tenant: tenant, Addr: s.Prefix.Addr()}
-		seen[key] = true
-		if sameClaims(d.table.RemoteClaimsOf(key), s.Claims) {
-			continue
-		}
-		d.metrics.reconcileFixes.WithLabelValues("claims").Inc()
-		d.apply(hosts.RemoteClaims{Time: now, Key: key, Claims: s.Claims}, now)
-	}
-	for _, key := range d.table.RemoteKeys(tenant) {
-		if !seen[key] {
+		if d.claimsDiffer(tenant, s) {
 			d.metrics.reconcileFixes.WithLabelValues("claims").Inc()
-			d.apply(hosts.RemoteClaims{Time: now, Key: key}, now)
+			d.apply(hosts.RemoteClaims{Time: now, Key: hosts.Key{Tenant: tenant, Addr: s.Prefix.Addr()}, Claims: s.Claims}, now)
 		}
+	}
+	for _, key := range unlisted(d.table.RemoteKeys(tenant), sets) {
+		d.metrics.reconcileFixes.WithLabelValues("claims").Inc()
+		d.apply(hosts.RemoteClaims{Time: now, Key: key}, now)
 	}
 }
 
-func sameClaims(a, b []hosts.Claim) bool {
-	if len(a) != len(b) {
-		return false
+// claimsDiffer reports whether the table holds other claims on s.Prefix
+// than s. Engine only.
+func (d *Daemon) claimsDiffer(tenant string, s ClaimSet) bool {
+	return !d.table.RemoteClaimsEqual(hosts.Key{Tenant: tenant, Addr: s.Prefix.Addr()}, s.Claims)
+}
+
+// unlisted returns the keys whose address no set lists: hosts the table
+// has claims for and the speaker has none.
+func unlisted(keys []hosts.Key, sets []ClaimSet) []hosts.Key {
+	listed := make(map[netip.Addr]struct{}, len(sets))
+	for _, s := range sets {
+		listed[s.Prefix.Addr()] = struct{}{}
 	}
-	for _, x := range a {
-		if !slices.ContainsFunc(b, func(y hosts.Claim) bool {
-			return x.Origin == y.Origin && x.Seq == y.Seq && x.Sticky == y.Sticky && bytes.Equal(x.MAC, y.MAC)
-		}) {
-			return false
+	var out []hosts.Key
+	for _, k := range keys {
+		if _, ok := listed[k.Addr]; !ok {
+			out = append(out, k)
 		}
 	}
-	return true
+	return out
 }
 
 func (d *Daemon) updateGauges() {

@@ -1,6 +1,7 @@
 package hosts
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"slices"
@@ -30,6 +31,26 @@ func (t *Table) Host(key Key) (Host, bool) {
 	c.History = slices.Clone(h.History)
 	c.moves = nil
 	return c, true
+}
+
+// RemoteClaimsEqual reports whether the BGP claims on key are claims, in
+// any order, without copying them (a reconcile compares 100,000).
+func (t *Table) RemoteClaimsEqual(key Key, claims []Claim) bool {
+	var have []Claim
+	if r := t.remote[key]; r != nil {
+		have = r.claims
+	}
+	if len(have) != len(claims) {
+		return false
+	}
+	for _, x := range have {
+		if !slices.ContainsFunc(claims, func(y Claim) bool {
+			return x.Origin == y.Origin && x.Seq == y.Seq && x.Sticky == y.Sticky && bytes.Equal(x.MAC, y.MAC)
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 // RemoteClaimsOf returns the current remote claims on key.
