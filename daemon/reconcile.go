@@ -84,7 +84,6 @@ func (d *Daemon) reconcile(ctx context.Context) {
 	if d.resync != nil {
 		d.resync()
 	}
-	d.updateGauges()
 	if d.checkingClaims {
 		return // the previous check is still running
 	}
