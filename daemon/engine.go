@@ -203,20 +203,8 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 				continue
 			}
 			d.moved(a, detected, routeAt[a.Key], announceAt[a.Key])
-			if a.Away && d.journal != nil {
-				// Remember the winner's sequence: a restarted roamd must
-				// outbid it even if its path is gone by then.
-				h, _ := d.table.Host(a.Key)
-				if err := d.journal.Record(a.Key.Tenant, a.Key.Addr, a.Move.Seq, h.MAC); err != nil {
-					d.log.Warn("recording sequence", "host", a.Key.String(), "err", err)
-				}
-			}
-			if a.Away && a.Move.Source == hosts.SourceNotify && d.notify != nil {
-				// The new site's `switch` waits for this: forwarding is on.
-				h, _ := d.table.Host(a.Key)
-				if err := d.notify.Ack(a.Move.To, d.idOf[a.Key.Tenant], a.Move.Seq, a.Key.Addr, h.MAC); err != nil {
-					d.log.Warn("acknowledging a move notification", "host", a.Key.String(), "to", a.Move.To, "err", err)
-				}
+			if a.Away {
+				d.movedAway(a)
 			}
 			if !a.Away && !announced[a.Move.Port] {
 				if announced == nil {
@@ -237,6 +225,25 @@ func (d *Daemon) execute(acts []hosts.Action, detected time.Time) {
 			d.metrics.frozen.Inc()
 			d.log.Warn("host frozen: it moved too often (duplicate address or flapping VM)",
 				"host", a.Key.String(), "moves", a.Moves, "window", d.cfg.Safety.FreezeWindow)
+		}
+	}
+}
+
+// movedAway records the winner's sequence of a host that left, and
+// acknowledges the notification that moved it.
+func (d *Daemon) movedAway(a hosts.Moved) {
+	h, _ := d.table.Host(a.Key)
+	if d.journal != nil {
+		// A restarted roamd must outbid the winner even if its path is
+		// gone by then.
+		if err := d.journal.Record(a.Key.Tenant, a.Key.Addr, a.Move.Seq, h.MAC); err != nil {
+			d.log.Warn("recording sequence", "host", a.Key.String(), "err", err)
+		}
+	}
+	if a.Move.Source == hosts.SourceNotify && d.notify != nil {
+		// The new site's `switch` waits for this: forwarding is on.
+		if err := d.notify.Ack(a.Move.To, d.idOf[a.Key.Tenant], a.Move.Seq, a.Key.Addr, h.MAC); err != nil {
+			d.log.Warn("acknowledging a move notification", "host", a.Key.String(), "to", a.Move.To, "err", err)
 		}
 	}
 }
