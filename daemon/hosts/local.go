@@ -124,16 +124,17 @@ func (t *Table) claim(port Port, in Frame) []Action {
 		// Another MAC claims an address that is running here.
 		return t.contest(key, in, h.MAC, h.Port)
 	}
-	if best, ok := t.bestRemote(key); ok && len(best.MAC) > 0 && !bytes.Equal(best.MAC, in.MAC) {
+	best, hasRemote := t.bestRemote(key)
+	if hasRemote && len(best.MAC) > 0 && !bytes.Equal(best.MAC, in.MAC) {
 		return t.contest(key, in, best.MAC, "")
 	}
 	if h != nil && h.Frozen {
 		return []Action{Refused{Key: key, Port: in.Port, MAC: in.MAC, Reason: RefuseFrozen}}
 	}
-	if best, ok := t.bestRemote(key); ok && best.Sticky && t.pinned[key] == nil {
+	if hasRemote && best.Sticky && t.pinned[key] == nil {
 		return []Action{Refused{Key: key, Port: in.Port, MAC: in.MAC, Reason: RefusePinned}}
 	}
-	acts := t.take(key, port.Name, in.MAC, in.Source, in.Time)
+	acts := t.take(key, port.Name, in.MAC, in.Source, in.Time, best, hasRemote)
 	// A MAC is one NIC: the VM's other addresses (the other family of a
 	// dual-stack VM, say) arrived with it. Claim those not running here
 	// yet, as a RARP would.
@@ -148,15 +149,15 @@ func (t *Table) claim(port Port, in Frame) []Action {
 	return acts
 }
 
-// take claims key here with max(seen)+1: route first, then the path.
-func (t *Table) take(key Key, port string, mac net.HardwareAddr, src Source, now time.Time) []Action {
+// take claims key here with max(seen)+1: route first, then the path. best
+// is the winning claim elsewhere, if hadRemote.
+func (t *Table) take(key Key, port string, mac net.HardwareAddr, src Source, now time.Time, best Claim, hadRemote bool) []Action {
 	h := t.host(key, now)
 	seq := h.Seq
 	if r := t.remote[key]; r != nil && r.maxSeq > seq {
 		seq = r.maxSeq
 	}
 	seq++
-	best, hadRemote := t.bestRemote(key)
 	wasYielded := h.State == Yielded
 	h.MAC = slices.Clone(mac)
 	t.setPort(h, port)
