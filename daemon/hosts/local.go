@@ -194,14 +194,7 @@ func (t *Table) take(key Key, port string, mac net.HardwareAddr, src Source, now
 func (t *Table) refresh(h *Host, in Frame) []Action {
 	h.LastSeen = in.Time
 	h.LastSource = in.Source
-	if h.Port == in.Port {
-		if h.State == Local {
-			t.setState(h, Announced, in.Time)
-			return []Action{
-				InstallRoute{Key: h.Key, Port: h.Port, MAC: h.MAC},
-				Announce{Key: h.Key, Seq: h.Seq, Sticky: h.Pinned, MAC: h.MAC},
-			}
-		}
+	if h.Port == in.Port && h.State != Local {
 		return nil
 	}
 	t.setPort(h, in.Port)
