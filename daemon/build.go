@@ -77,7 +77,7 @@ func Build(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, vers
 	}
 	o.Prober = ownerProber{probe.New(probe.Options{
 		GatewayMAC: net.HardwareAddr(cfg.GatewayMAC),
-		Source:     func(port string, addr netip.Addr) netip.Addr { return probeSource(cfg, port, addr) },
+		Source:     func(port string, addr netip.Addr) netip.Addr { return probeSource(d.current.Load(), port, addr) },
 		Logger:     log.With("part", "probe"),
 	})}
 	var nc *notify.Conn
@@ -383,21 +383,18 @@ func (o ownerProber) Probe(ctx context.Context, a hosts.ProbeOwner) bool {
 // port's tenant gateway in addr's family (link-local first for IPv6).
 func probeSource(cfg *config.Config, port string, addr netip.Addr) netip.Addr {
 	t := cfg.TenantForPort(port)
-	if t == nil {
+	switch {
+	case t == nil:
+		return netip.Addr{}
+	case addr.Is4():
+		return gateway4(t)
+	case !addr.Is6():
 		return netip.Addr{}
 	}
-	var out netip.Addr
-	for _, g := range t.Gateways {
-		switch {
-		case addr.Is4() && g.Is4():
-			return g
-		case addr.Is6() && g.Is6() && g.IsLinkLocalUnicast():
-			return g
-		case addr.Is6() && g.Is6() && !out.IsValid():
-			out = g
-		}
+	if ll := linkLocalGateway(t); ll.IsValid() {
+		return ll
 	}
-	return out
+	return globalGateway6(t)
 }
 
 // notifier adapts routing/notify to Notifier.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"hash/fnv"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/roamd/roamd/daemon/hosts"
@@ -256,9 +255,12 @@ func (d *Daemon) stagePort(a hosts.StagePort) {
 	if err := d.kernel.StageNeighbors(a.Port, a.MAC, a.Addrs); err != nil {
 		d.log.Warn("staging neighbours", "port", a.Port, "err", err)
 	}
+	// A port worker runs this, not the engine: read the configuration as
+	// published, not the engine's own.
+	cfg := d.current.Load()
 	for _, addr := range a.Addrs {
 		if addr.Is4() {
-			if frame := throwawayFrame(d.cfg, a.MAC, d.gateway4(a.Port)); frame != nil {
+			if frame := throwawayFrame(cfg, a.Port); frame != nil {
 				if err := d.capture.Send(a.Port, frame); err != nil {
 					d.log.Warn("sending throwaway frame", "port", a.Port, "err", err)
 				}
@@ -267,18 +269,6 @@ func (d *Daemon) stagePort(a hosts.StagePort) {
 		}
 	}
 	d.log.Info("port staged", "port", a.Port, "mac", a.MAC.String(), "addresses", a.Addrs)
-}
-
-// gateway4 returns the first IPv4 gateway of the port's tenant.
-func (d *Daemon) gateway4(port string) netip.Addr {
-	if t := d.cfg.TenantForPort(port); t != nil {
-		for _, g := range t.Gateways {
-			if g.Is4() {
-				return g
-			}
-		}
-	}
-	return netip.Addr{}
 }
 
 func (d *Daemon) refused(a hosts.Refused) {
@@ -457,14 +447,11 @@ func (d *Daemon) solicitIPv6(port string) {
 	if t == nil {
 		return
 	}
-	for _, g := range t.Gateways {
-		if g.Is6() && !g.IsLinkLocalUnicast() {
-			d.solicitSeq++
-			frame := frames.EchoToAllNodes(net.HardwareAddr(d.cfg.GatewayMAC), g, 0x726d, d.solicitSeq)
-			if err := d.capture.Send(port, frame); err != nil {
-				d.log.Debug("soliciting IPv6 addresses", "port", port, "err", err)
-			}
-			return
+	if g := globalGateway6(t); g.IsValid() {
+		d.solicitSeq++
+		frame := frames.EchoToAllNodes(net.HardwareAddr(d.cfg.GatewayMAC), g, 0x726d, d.solicitSeq)
+		if err := d.capture.Send(port, frame); err != nil {
+			d.log.Debug("soliciting IPv6 addresses", "port", port, "err", err)
 		}
 	}
 }

@@ -88,14 +88,29 @@ func (d *Daemon) announceGateway(port string) {
 	}
 }
 
-// linkLocalGateway returns the tenant's IPv6 link-local gateway address.
-func linkLocalGateway(t *config.Tenant) netip.Addr {
+// gateway4 returns the tenant's first IPv4 gateway address.
+func gateway4(t *config.Tenant) netip.Addr {
+	return firstGateway(t, netip.Addr.Is4)
+}
+
+// globalGateway6 returns the tenant's first IPv6 gateway address that is
+// not link-local.
+func globalGateway6(t *config.Tenant) netip.Addr {
+	return firstGateway(t, func(g netip.Addr) bool { return g.Is6() && !g.IsLinkLocalUnicast() })
+}
+
+func firstGateway(t *config.Tenant, ok func(netip.Addr) bool) netip.Addr {
 	for _, g := range t.Gateways {
-		if g.Is6() && g.IsLinkLocalUnicast() {
+		if ok(g) {
 			return g
 		}
 	}
 	return netip.Addr{}
+}
+
+// linkLocalGateway returns the tenant's IPv6 link-local gateway address.
+func linkLocalGateway(t *config.Tenant) netip.Addr {
+	return firstGateway(t, func(g netip.Addr) bool { return g.Is6() && g.IsLinkLocalUnicast() })
 }
 
 // repairNeighbours announces a departed host's address with the anycast MAC

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"net"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -67,8 +66,7 @@ func (d *Daemon) moved(a hosts.Moved, detected, routeAt, announceAt time.Time) {
 	}
 	if a.Away {
 		m.Direction = "departed"
-		n := d.moves.add(m)
-		_ = n
+		d.moves.add(m)
 		d.metrics.moves.WithLabelValues("departed").Inc()
 		d.log.Info("host moved away", "tenant", m.Tenant, "address", m.Address, "to", m.To,
 			"seq", m.Sequence, "learnedFrom", m.Source, "forwardFor", d.cfg.Forwarding.Hold)
@@ -115,7 +113,12 @@ func (d *Daemon) checkOldWithdrawn(key hosts.Key, claims []hosts.Claim, now time
 // throwawayFrame is a gratuitous ARP for the gateway, sent into a freshly
 // staged tap: QEMU drops the first frame written to a tap before the VM
 // runs, and this one is harmless to the guest.
-func throwawayFrame(cfg *config.Config, _ net.HardwareAddr, gw netip.Addr) []byte {
+func throwawayFrame(cfg *config.Config, port string) []byte {
+	t := cfg.TenantForPort(port)
+	if t == nil {
+		return nil
+	}
+	gw := gateway4(t)
 	if !gw.IsValid() {
 		return nil
 	}
