@@ -50,10 +50,11 @@ func (d *Daemon) restore() error {
 	return nil
 }
 
-// desiredRoutes is what the kernel should hold according to the table.
-func (d *Daemon) desiredRoutes() []KernelRoute {
+// desiredRoutes is what the kernel should hold according to hs, the table's
+// hosts.
+func desiredRoutes(hs []hosts.Host) []KernelRoute {
 	var want []KernelRoute
-	for _, h := range d.table.Hosts() {
+	for _, h := range hs {
 		switch {
 		case h.State == hosts.Announced || h.State == hosts.Local:
 			want = append(want, KernelRoute{Tenant: h.Tenant, Addr: h.Addr, Port: h.Port})
@@ -75,11 +76,12 @@ const claimCheckChunk = 2048
 // (checkClaims, on its own goroutine: 100,000 and more).
 func (d *Daemon) reconcile(ctx context.Context) {
 	start := time.Now()
-	if err := d.kernel.Sync(d.desiredRoutes()); err != nil {
+	hs := d.table.Hosts() // one copy of this site's hosts serves every comparison
+	if err := d.kernel.Sync(desiredRoutes(hs)); err != nil {
 		d.log.Warn("reconcile: kernel", "err", err)
 	}
 	for tenant, r := range d.routers {
-		d.reconcilePaths(tenant, r)
+		d.reconcilePaths(tenant, r, hs)
 	}
 	if d.resync != nil {
 		d.resync()
@@ -156,9 +158,9 @@ func (d *Daemon) checkClaims(ctx context.Context, tenant string, r Router) {
 	r.Redeliver(differ)
 }
 
-func (d *Daemon) reconcilePaths(tenant string, r Router) {
+func (d *Daemon) reconcilePaths(tenant string, r Router, hs []hosts.Host) {
 	want := map[netip.Prefix]Path{}
-	for _, h := range d.table.Hosts() {
+	for _, h := range hs {
 		if h.Tenant == tenant && (h.State == hosts.Announced || (h.State == hosts.Yielded && h.PathKept)) {
 			want[h.Key.Prefix()] = Path{Prefix: h.Key.Prefix(), Seq: h.Seq, Sticky: h.Pinned, MAC: h.MAC}
 		}
