@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"hash/fnv"
+	"log/slog"
 	"net"
 	"time"
 
@@ -273,18 +274,21 @@ func (d *Daemon) stagePort(a hosts.StagePort) {
 
 func (d *Daemon) refused(a hosts.Refused) {
 	d.metrics.refused.WithLabelValues(string(a.Reason)).Inc()
-	lvl := d.log.Warn
+	lvl := slog.LevelWarn
 	switch a.Reason {
 	case hosts.RefuseUnknownMAC, hosts.RefuseUnknownPort:
-		lvl = d.log.Info
+		lvl = slog.LevelInfo
 	case hosts.RefuseFamilyNotRouted:
-		lvl = d.log.Debug // every NA of a dual-stack guest in an IPv4-only tenant
+		lvl = slog.LevelDebug // every NA of a dual-stack guest in an IPv4-only tenant
+	}
+	if !d.log.Enabled(context.Background(), lvl) {
+		return // the strings below are not built for nothing
 	}
 	addr := ""
 	if a.Key.Addr.IsValid() {
 		addr = a.Key.Addr.String()
 	}
-	lvl("claim refused", "reason", string(a.Reason), "tenant", a.Key.Tenant, "address", addr,
+	d.log.Log(context.Background(), lvl, "claim refused", "reason", string(a.Reason), "tenant", a.Key.Tenant, "address", addr,
 		"port", a.Port, "mac", a.MAC.String())
 }
 
