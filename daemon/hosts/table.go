@@ -59,6 +59,9 @@ type Table struct {
 	withNotified map[Key]struct{}
 	// claimedElsewhere counts, per tenant, the hosts with BGP claims.
 	claimedElsewhere map[string]int
+	// timed are the hosts in a state a timer may end (all but Announced):
+	// the clock looks at those, not at the thousands running here.
+	timed map[Key]*Host
 }
 
 // unknownRARPWindow is how long a RARP from an unknown MAC waits for its
@@ -94,6 +97,7 @@ func New(p Policy) *Table {
 		withNotified: map[Key]struct{}{},
 
 		claimedElsewhere: map[string]int{},
+		timed:            map[Key]*Host{},
 	}
 	if t.policy.Retention == 0 {
 		t.policy.Retention = 10 * time.Minute
@@ -173,6 +177,11 @@ func (t *Table) setState(h *Host, s State, now time.Time) {
 	if h.State != s {
 		h.State = s
 		h.Since = now
+	}
+	if s == Announced {
+		delete(t.timed, h.Key)
+	} else {
+		t.timed[h.Key] = h
 	}
 }
 

@@ -23,10 +23,10 @@ func (t *Table) tick(in Tick) []Action {
 			}
 		}
 	}
-	// One pass over the table finds the few hosts with a timer due; only
-	// those are sorted (for a deterministic order of actions).
+	// One pass over the hosts that have timers finds those due; only those
+	// are sorted (for a deterministic order of actions).
 	var due []*Host
-	for _, h := range t.hosts {
+	for _, h := range t.timed {
 		switch {
 		case h.State == Yielded && h.ForwardTo.IsValid() && !in.Time.Before(h.ForwardUntil),
 			h.State == Staged && in.Time.Sub(h.Since) >= t.policy.StagedExpiry,
@@ -61,6 +61,7 @@ func (t *Table) tick(in Tick) []Action {
 		case Gone:
 			t.setPort(h, "")
 			delete(t.hosts, h.Key)
+			delete(t.timed, h.Key)
 		}
 	}
 	return acts
