@@ -12,10 +12,7 @@ func (t *Table) Hosts() []Host {
 	hs := t.sortedHosts()
 	out := make([]Host, len(hs))
 	for i, h := range hs {
-		out[i] = *h
-		out[i].MAC = slices.Clone(h.MAC)
-		out[i].History = slices.Clone(h.History)
-		out[i].moves = nil
+		out[i] = h.copy()
 	}
 	return out
 }
@@ -26,11 +23,16 @@ func (t *Table) Host(key Key) (Host, bool) {
 	if h == nil {
 		return Host{}, false
 	}
+	return h.copy(), true
+}
+
+// copy is h without anything the table may change later.
+func (h *Host) copy() Host {
 	c := *h
 	c.MAC = slices.Clone(h.MAC)
 	c.History = slices.Clone(h.History)
 	c.moves = nil
-	return c, true
+	return c
 }
 
 // RemoteClaimsEqual reports whether the BGP claims on key are claims, in
