@@ -107,7 +107,10 @@ func (l *Lab) Check(ctx context.Context) ([]Violation, error) {
 				announced[h.Address] = h
 			}
 		}
-		client := api.NewClient(l.Node(hv).APISocket)
+		client, err := l.API(hv)
+		if err != nil {
+			return nil, err
+		}
 		for p, vm := range owner {
 			r, has := routes[p]
 			h, ann := announced[p.Addr()]
