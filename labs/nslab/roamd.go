@@ -159,26 +159,11 @@ type RoamdHost struct {
 	ForwardTo  string     `json:"forward_to"`
 }
 
-// RoamdPeer is one BGP peer as `roamctl show peers -o json` prints it.
-type RoamdPeer struct {
-	Tenant  string     `json:"tenant"`
-	Address netip.Addr `json:"address"`
-	ASN     uint32     `json:"asn"`
-	State   string     `json:"state"`
-}
-
 // RoamdHosts returns roamd's host table on a node.
 func (l *Lab) RoamdHosts(ctx context.Context, node string) ([]RoamdHost, error) {
 	var hs []RoamdHost
 	err := l.RoamctlJSON(ctx, node, &hs, "show", "hosts")
 	return hs, err
-}
-
-// RoamdPeers returns roamd's BGP peers on a node.
-func (l *Lab) RoamdPeers(ctx context.Context, node string) ([]RoamdPeer, error) {
-	var ps []RoamdPeer
-	err := l.RoamctlJSON(ctx, node, &ps, "show", "peers")
-	return ps, err
 }
 
 // RoamdMove is one move as `roamctl show moves -o json` prints it: a host

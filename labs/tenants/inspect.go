@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/roamd/roamd/daemon/api"
 	"github.com/roamd/roamd/labs/nslab"
 )
 
@@ -129,12 +130,7 @@ type RoamdHostDetail struct {
 
 // RemoteClaim is another site's claim on a host, as roamd on this site
 // sees it (through ADD-PATH).
-type RemoteClaim struct {
-	Origin   string `json:"origin"`
-	Sequence uint32 `json:"sequence"`
-	Sticky   bool   `json:"sticky"`
-	MAC      string `json:"mac"`
-}
+type RemoteClaim = api.Claim
 
 // RoamdHost returns roamd's view on hypervisor hv of the tenant's host
 // addr: its own state and the claims of other sites.
