@@ -26,7 +26,8 @@ var built struct {
 	once sync.Once
 	bin  nslab.Binaries
 	err  error
-	dir  string
+	// remove deletes the binaries built (nil when none were).
+	remove func()
 }
 
 // Binaries builds roamd and roamctl from this source tree once per process
@@ -50,12 +51,7 @@ func Binaries(tb testing.TB) nslab.Binaries {
 			return
 		}
 		// Not tb.TempDir: the binaries outlive the first test that asks.
-		built.dir, err = os.MkdirTemp("", "roamd-bin-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.bin, built.err = nslab.Build(context.Background(), root, built.dir)
+		built.bin, built.remove, built.err = nslab.BuildTemp(context.Background(), root)
 	})
 	if built.err != nil {
 		tb.Fatal(built.err)
@@ -65,8 +61,8 @@ func Binaries(tb testing.TB) nslab.Binaries {
 
 // RemoveBinaries deletes what Binaries built; call it at the end of TestMain.
 func RemoveBinaries() {
-	if built.dir != "" {
-		_ = os.RemoveAll(built.dir)
+	if built.remove != nil {
+		built.remove()
 	}
 }
 
