@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/roamd/roamd/labs/clab"
+	twosite "github.com/roamd/roamd/labs/two-site"
 )
 
 // Fabric is how the network lets a VM move between the two hypervisors.
@@ -68,13 +69,13 @@ func (v Variant) String() string { return string(v.Fabric) + "-" + string(v.Leav
 // TopologyFile is the variant's topology file in the fabrics directory.
 func (v Variant) TopologyFile() string { return v.String() + ".clab.yml" }
 
-// Node names, the same in every variant.
+// Node names, the same in every variant: the two-site lab's.
 const (
-	Leaf1  = "leaf1"
-	Leaf2  = "leaf2"
-	HV1    = "hv1"
-	HV2    = "hv2"
-	Client = "client"
+	Leaf1  = twosite.Leaf1
+	Leaf2  = twosite.Leaf2
+	HV1    = twosite.HV1
+	HV2    = twosite.HV2
+	Client = twosite.Client
 )
 
 // Port is the VM's port on the hypervisor that runs it (QEMU's tap). It
@@ -82,46 +83,31 @@ const (
 const Port = "tapvm1"
 
 // EchoPort is the UDP and TCP echo port the probe talks to in the VM.
-const EchoPort = 7007
+const EchoPort = twosite.EchoPort
 
-// The address plan (README.md), the same in every variant; the VM is the
-// QEMU lab's guest (labs/qemu-migration/guest.DefaultConfig).
+// The address plan (README.md), the same in every variant: the two-site
+// lab's, and the VM is the QEMU lab's guest
+// (labs/qemu-migration/guest.DefaultConfig).
 var (
-	VMAddr     = netip.MustParseAddr("10.10.0.10")
+	VMAddr     = twosite.VMAddr
 	VMPrefix   = netip.MustParsePrefix("10.10.0.10/24")
 	Gateway    = netip.MustParseAddr("10.10.0.1")
 	VMMAC      = net.HardwareAddr{0x52, 0x54, 0x00, 0x10, 0x00, 0x10}
 	GatewayMAC = net.HardwareAddr{0x02, 0x00, 0x5e, 0x10, 0x00, 0x01}
-	ClientAddr = netip.MustParseAddr("198.51.100.130")
+	ClientAddr = twosite.ClientAddr
 
 	// Loopbacks are the router IDs and underlay (VXLAN) addresses.
-	Loopbacks = map[string]netip.Addr{
-		Leaf1: netip.MustParseAddr("192.0.2.1"),
-		Leaf2: netip.MustParseAddr("192.0.2.2"),
-		HV1:   netip.MustParseAddr("192.0.2.11"),
-		HV2:   netip.MustParseAddr("192.0.2.12"),
-	}
+	Loopbacks = twosite.Loopbacks
 	// LeafOf is the leaf each hypervisor hangs off.
-	LeafOf = map[string]string{HV1: Leaf1, HV2: Leaf2}
+	LeafOf = twosite.LeafOf
 	// Uplink is each hypervisor's address on its leaf link.
-	Uplink = map[string]netip.Addr{
-		HV1: netip.MustParseAddr("198.51.100.3"),
-		HV2: netip.MustParseAddr("198.51.100.5"),
-	}
+	Uplink = twosite.Uplink
 	// InterLeaf is each leaf's address on the leaf-leaf link.
-	InterLeaf = map[string]netip.Addr{
-		Leaf1: netip.MustParseAddr("198.51.100.0"),
-		Leaf2: netip.MustParseAddr("198.51.100.1"),
-	}
+	InterLeaf = twosite.InterLeaf
 )
 
 // Other returns the other hypervisor.
-func Other(hv string) string {
-	if hv == HV1 {
-		return HV2
-	}
-	return HV1
-}
+func Other(hv string) string { return twosite.Other(hv) }
 
 // files are the variants' topologies and node configs.
 //
