@@ -198,3 +198,31 @@ func TestPrefixes(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestLastArrival(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	addr := netip.MustParseAddr("10.10.0.10")
+	ms := []RoamdMove{
+		{Time: t0.Add(1 * time.Second), Tenant: "red", Address: "10.10.0.10", Direction: "arrived", Source: "rarp"},
+		{Time: t0.Add(2 * time.Second), Tenant: "blue", Address: "10.10.0.10", Direction: "arrived", Source: "garp"},
+		{Time: t0.Add(3 * time.Second), Tenant: "red", Address: "10.10.0.10", Direction: "departed"},
+		{Time: t0.Add(4 * time.Second), Tenant: "red", Address: "10.10.0.11", Direction: "arrived"},
+	}
+	tests := []struct {
+		name   string
+		tenant string
+		after  time.Time
+		want   string // the Source of the move found, "" for none
+	}{
+		{"any tenant", "", time.Time{}, "garp"},
+		{"one tenant", "red", time.Time{}, "rarp"},
+		{"after", "red", t0.Add(1 * time.Second), ""},
+		{"after, any tenant", "", t0.Add(1 * time.Second), "garp"},
+	}
+	for _, tt := range tests {
+		m, ok := LastArrival(ms, tt.tenant, addr, tt.after)
+		if ok != (tt.want != "") || m.Source != tt.want {
+			t.Errorf("%s: LastArrival = %+v, %v; want source %q", tt.name, m, ok, tt.want)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/roamd/roamd/daemon/api"
 )
 
 // daemon is a process the lab started and owns (roamd).
@@ -166,24 +168,26 @@ func (l *Lab) RoamdHosts(ctx context.Context, node string) ([]RoamdHost, error) 
 	return hs, err
 }
 
-// RoamdMove is one move as `roamctl show moves -o json` prints it: a host
-// arriving at or departing from this site, with roamd's own timings.
-type RoamdMove struct {
-	Time      time.Time `json:"time"`
-	Tenant    string    `json:"tenant"`
-	Address   string    `json:"address"`
-	Direction string    `json:"direction"` // arrived or departed
-	From      string    `json:"from"`
-	To        string    `json:"to"`
-	Sequence  uint32    `json:"sequence"`
-	Source    string    `json:"source"`
-	Port      string    `json:"port"`
-	// Microseconds from the triggering frame to the kernel route and to the
-	// BGP announcement, and from the announcement to the old site's
-	// withdrawal (seen through ADD-PATH).
-	DetectToRouteUS    int64 `json:"detect_to_route_us"`
-	DetectToAnnounceUS int64 `json:"detect_to_announce_us"`
-	OldWithdrawnUS     int64 `json:"old_withdrawn_us"`
+// RoamdMove is one move as roamd's API and `roamctl show moves -o json`
+// give it: a host arriving at or departing from this site, with roamd's own
+// timings.
+type RoamdMove = api.Move
+
+// LastArrival returns the latest of ms recording addr arriving after the
+// time after (the zero time: any), in tenant ("": any tenant); false when
+// none does.
+func LastArrival(ms []RoamdMove, tenant string, addr netip.Addr, after time.Time) (RoamdMove, bool) {
+	var last RoamdMove
+	found := false
+	for _, m := range ms {
+		if m.Direction != "arrived" || m.Address != addr.String() || (tenant != "" && m.Tenant != tenant) || !m.Time.After(after) {
+			continue
+		}
+		if !found || !m.Time.Before(last.Time) {
+			last, found = m, true
+		}
+	}
+	return last, found
 }
 
 // RoamdMoves returns the recent moves roamd on node recorded.

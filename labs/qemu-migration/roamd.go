@@ -119,13 +119,8 @@ func LastArrival(ctx context.Context, lab *nslab.Lab, node string, addr netip.Ad
 	if err != nil {
 		return api.Move{}, err
 	}
-	var last api.Move
-	for _, mv := range ms {
-		if mv.Address == addr.String() && mv.Direction == "arrived" && mv.Time.After(after) && mv.Time.After(last.Time) {
-			last = mv
-		}
-	}
-	if last.Time.IsZero() {
+	last, ok := nslab.LastArrival(ms, "", addr, after)
+	if !ok {
 		return last, fmt.Errorf("roamd on %s recorded no arrival of %s since %s: %+v", node, addr, after.Format(time.StampMicro), ms)
 	}
 	return last, nil

@@ -366,10 +366,8 @@ func lastArrival(ctx context.Context, lab *nslab.Lab, hv string, tn *Tenant, add
 	if err != nil {
 		return nslab.RoamdMove{}, err
 	}
-	for _, m := range slices.Backward(ms) {
-		if m.Tenant == tn.Name && m.Address == addr.String() && m.Direction == "arrived" && m.Time.After(t0) {
-			return m, nil
-		}
+	if m, ok := nslab.LastArrival(ms, tn.Name, addr, t0); ok {
+		return m, nil
 	}
 	return nslab.RoamdMove{}, fmt.Errorf("roamd on %s recorded no arrival of %s's %s: %+v", hv, tn.Name, addr, ms)
 }

@@ -106,13 +106,8 @@ func arrivalOf(ctx context.Context, lab *nslab.Lab, hv string, addr netip.Addr) 
 	if err != nil {
 		return nslab.RoamdMove{}, err
 	}
-	var last nslab.RoamdMove
-	for _, m := range ms {
-		if m.Address == addr.String() && m.Direction == "arrived" && m.Time.After(last.Time) {
-			last = m
-		}
-	}
-	if last.Time.IsZero() {
+	last, ok := nslab.LastArrival(ms, "", addr, time.Time{})
+	if !ok {
 		return last, fmt.Errorf("roamd on %s recorded no arrival of %s: %+v", hv, addr, ms)
 	}
 	return last, nil
