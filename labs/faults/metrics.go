@@ -1,17 +1,14 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/roamd/roamd/labs/nslab"
 )
 
 // MetricsAddr is where roamd serves its metrics inside each hypervisor's
@@ -24,45 +21,14 @@ func (l *Lab) Metrics(ctx context.Context, hv string) (map[string]*dto.MetricFam
 	if n == nil {
 		return nil, fmt.Errorf("no node %q", hv)
 	}
-	// The connection must be made from inside the namespace; once made, it
-	// stays there.
-	var conn net.Conn
-	err := n.Do(func() error {
-		var d net.Dialer
-		var err error
-		conn, err = d.DialContext(ctx, "tcp", MetricsAddr)
-		return err
-	})
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	mfs, err := nslab.Scrape(ctx, n, MetricsAddr)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to roamd's metrics on %s: %w", hv, err)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	} else {
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+MetricsAddr+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/plain")
-	req.Close = true
-	if err := req.Write(conn); err != nil {
-		return nil, fmt.Errorf("asking roamd on %s for metrics: %w", hv, err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-	if err != nil {
-		return nil, fmt.Errorf("reading roamd's metrics on %s: %w", hv, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("roamd's metrics on %s: %s", hv, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("parsing roamd's metrics on %s: %w", hv, err)
+		return nil, fmt.Errorf("roamd's metrics on %s: %w", hv, err)
 	}
 	return mfs, nil
 }

@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,44 +206,11 @@ func (r *Roamd) CPUTime() (time.Duration, error) {
 
 // Namespace runs functions inside a network namespace (nstest.NS and
 // nslab.Node both do).
-type Namespace interface {
-	Do(fn func() error) error
-}
+type Namespace = nslab.Namespace
 
-// HTTPGet fetches url from inside the namespace (roamd's metrics listen on
-// the namespace's loopback): the connection is opened on a thread in the
-// namespace, then used from here.
+// HTTPGet fetches url from inside the namespace (nslab.HTTPGet).
 func HTTPGet(ns Namespace, url string) ([]byte, error) {
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		return nil, err
-	}
-	var conn net.Conn
-	if err := ns.Do(func() error {
-		var err error
-		conn, err = net.DialTimeout("tcp", req.URL.Host, 5*time.Second)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("connecting to %s in its namespace: %w", req.URL.Host, err)
-	}
-	tr := &http.Transport{
-		DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil },
-	}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 2 * time.Minute}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return body, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return body, nil
+	return nslab.HTTPGet(context.Background(), ns, url)
 }
 
 // Poll calls cond every 10 ms until it returns true, an error, or timeout
