@@ -14,13 +14,18 @@ import (
 // PollInterval is how often Poll re-checks a condition.
 const PollInterval = 50 * time.Millisecond
 
-// Poll calls cond until it reports done or ctx ends. cond also returns what
-// it saw, so a timeout says how far things got; an error from cond counts as
-// "not yet" (daemons answer errors while they start) and is reported as
-// seen, unless it is wrapped by Abort, which ends the wait at once. ctx
-// should carry a deadline.
+// Poll calls cond every PollInterval until it reports done or ctx ends. cond
+// also returns what it saw, so a timeout says how far things got; an error
+// from cond counts as "not yet" (daemons answer errors while they start) and
+// is reported as seen, unless it is wrapped by Abort, which ends the wait at
+// once. ctx should carry a deadline.
 func Poll(ctx context.Context, what string, cond func(context.Context) (done bool, seen string, err error)) error {
-	t := time.NewTicker(PollInterval)
+	return PollEvery(ctx, PollInterval, what, cond)
+}
+
+// PollEvery is Poll calling cond every interval.
+func PollEvery(ctx context.Context, every time.Duration, what string, cond func(context.Context) (done bool, seen string, err error)) error {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	var seen string
 	for {

@@ -220,24 +220,15 @@ func Poll(ctx context.Context, timeout time.Duration, what string, cond func() (
 }
 
 // PollEvery is Poll with another interval, for conditions that cost the
-// daemon something to check.
+// daemon something to check (nslab.PollEvery, ending at cond's first error).
 func PollEvery(ctx context.Context, every, timeout time.Duration, what string, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("timed out after %v", timeout))
 	defer cancel()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	return nslab.PollEvery(ctx, every, what, func(context.Context) (bool, string, error) {
 		ok, err := cond()
 		if err != nil {
-			return fmt.Errorf("waiting for %s: %w", what, err)
+			return false, "", nslab.Abort(err)
 		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("timed out after %v waiting for %s", timeout, what)
-		case <-t.C:
-		}
-	}
+		return ok, "", nil
+	})
 }
