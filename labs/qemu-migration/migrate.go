@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/roamd/roamd/labs/nslab/probe"
@@ -277,11 +276,7 @@ type LossRun struct {
 // lossRuns returns the runs of lost probes sent in [from, to) (to zero:
 // up to the end).
 func lossRuns(rec *probe.Result, from, to time.Time) []LossRun {
-	lo := from.Sub(rec.Start).Nanoseconds()
-	hi := int64(math.MaxInt64)
-	if !to.IsZero() {
-		hi = to.Sub(rec.Start).Nanoseconds()
-	}
+	lo, hi := rec.Bounds(from, to)
 	var runs []LossRun
 	inRun := false
 	for i, sent := range rec.Sent {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"time"
 
 	"github.com/roamd/roamd/labs/nslab"
@@ -133,7 +132,7 @@ func Summarise(results []*MoveResult, rec *probe.Result) {
 // to) no probe was sent, beyond one interval: the loss began somewhere in
 // that stretch, so the gap may start that much too late.
 func blindBeforeLoss(rec *probe.Result, from, to time.Time) time.Duration {
-	lo, hi := window(rec, from, to)
+	lo, hi := rec.Bounds(from, to)
 	for i, sent := range rec.Sent {
 		if sent < lo || sent >= hi || rec.Recv[i] >= 0 {
 			continue
@@ -146,22 +145,12 @@ func blindBeforeLoss(rec *probe.Result, from, to time.Time) time.Duration {
 	return 0
 }
 
-// window converts [from, to) into the record's send times (ns after its
-// start); a zero to means up to the last probe.
-func window(rec *probe.Result, from, to time.Time) (lo, hi int64) {
-	lo, hi = from.Sub(rec.Start).Nanoseconds(), math.MaxInt64
-	if !to.IsZero() {
-		hi = to.Sub(rec.Start).Nanoseconds()
-	}
-	return lo, hi
-}
-
 // lag returns how far behind its schedule (probe n at (n+1) intervals
 // after the start) the prober fell within [from, to): a prober starved of
 // CPU sends the probes it owes in a burst, so fewer probes span the same
 // outage.
 func lag(rec *probe.Result, from, to time.Time) time.Duration {
-	lo, hi := window(rec, from, to)
+	lo, hi := rec.Bounds(from, to)
 	var worst int64
 	for i, sent := range rec.Sent {
 		if sent >= lo && sent < hi {

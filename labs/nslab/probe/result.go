@@ -2,6 +2,7 @@ package probe
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"time"
 )
@@ -39,14 +40,20 @@ type Stats struct {
 // Window returns the statistics of the probes sent in [from, to). A zero
 // to means up to the last probe.
 func (r *Result) Window(from, to time.Time) Stats {
-	lo := from.Sub(r.Start).Nanoseconds()
-	hi := int64(1<<63 - 1)
-	if !to.IsZero() {
-		hi = to.Sub(r.Start).Nanoseconds()
-	}
+	lo, hi := r.Bounds(from, to)
 	i0 := sort.Search(len(r.Sent), func(i int) bool { return r.Sent[i] >= lo })
 	i1 := sort.Search(len(r.Sent), func(i int) bool { return r.Sent[i] >= hi })
 	return r.stats(i0, i1, lo)
+}
+
+// Bounds converts [from, to) into send times (ns after Start, as in Sent);
+// a zero to means up to the last probe.
+func (r *Result) Bounds(from, to time.Time) (lo, hi int64) {
+	lo, hi = from.Sub(r.Start).Nanoseconds(), math.MaxInt64
+	if !to.IsZero() {
+		hi = to.Sub(r.Start).Nanoseconds()
+	}
+	return lo, hi
 }
 
 func (r *Result) stats(i0, i1 int, windowStart int64) Stats {
